@@ -1,0 +1,3 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| crdt_core_fuzz::fuzz("update_v1", data));
