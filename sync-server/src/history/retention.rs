@@ -1,0 +1,207 @@
+//! Retention of history, per workspace: keep everything, keep a number of
+//! days, or keep only named versions.
+//!
+//! The sweep deletes, for every stored document of a workspace: automatic
+//! and restore versions past the policy, and, for a number of days,
+//! attribution and activity older than that. Named versions are kept under
+//! every policy. What the API lists is read from the store, so it is always
+//! what is kept.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{HistoryStore, VersionKind, workspace_of};
+use crate::store::{DocStore, StoreError};
+
+/// How long a workspace keeps history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetentionPolicy {
+    /// Keep everything.
+    All,
+    /// Keep this many days (named versions are kept regardless).
+    Days(u32),
+    /// Keep named versions only.
+    NamedOnly,
+}
+
+impl FromStr for RetentionPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "all" => Ok(Self::All),
+            "named" => Ok(Self::NamedOnly),
+            days => days
+                .strip_suffix('d')
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|n| *n > 0)
+                .map(Self::Days)
+                .ok_or_else(|| format!("history retention must be \"all\", \"named\" or a number of days like \"30d\", not {days:?}")),
+        }
+    }
+}
+
+impl fmt::Display for RetentionPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::All => f.write_str("all"),
+            Self::NamedOnly => f.write_str("named"),
+            Self::Days(n) => write!(f, "{n}d"),
+        }
+    }
+}
+
+/// Retention for every workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// For workspaces not listed.
+    pub default: RetentionPolicy,
+    /// Per workspace.
+    pub workspaces: BTreeMap<String, RetentionPolicy>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            default: RetentionPolicy::All,
+            workspaces: BTreeMap::new(),
+        }
+    }
+}
+
+impl Retention {
+    /// Parses `workspace=policy` entries (`*` sets the default).
+    pub fn parse(entries: &[String]) -> Result<Self, String> {
+        let mut retention = Self::default();
+        for entry in entries {
+            let (workspace, policy) = entry.split_once('=').ok_or_else(|| {
+                format!("history retention entry {entry:?} is not workspace=policy")
+            })?;
+            let policy: RetentionPolicy = policy.trim().parse()?;
+            match workspace.trim() {
+                "*" => retention.default = policy,
+                workspace => {
+                    retention.workspaces.insert(workspace.to_owned(), policy);
+                }
+            }
+        }
+        Ok(retention)
+    }
+
+    /// The policy of a workspace.
+    pub fn policy(&self, workspace: &str) -> RetentionPolicy {
+        self.workspaces
+            .get(workspace)
+            .copied()
+            .unwrap_or(self.default)
+    }
+}
+
+impl Retention {
+    /// Whether every workspace keeps everything (no sweep needed).
+    pub fn keeps_everything(&self) -> bool {
+        self.default == RetentionPolicy::All
+            && self.workspaces.values().all(|p| *p == RetentionPolicy::All)
+    }
+}
+
+/// Sweeps every `interval` until `shutdown`, logging what was deleted.
+pub async fn run_sweeper(
+    store: Arc<dyn DocStore>,
+    retention: Retention,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        match sweep(&*store, &*store, &retention, now_ms).await {
+            Ok(swept) => tracing::info!(
+                versions = swept.versions,
+                attribution = swept.attribution,
+                activity = swept.activity,
+                "history retention applied"
+            ),
+            Err(error) => tracing::warn!(%error, "history retention sweep failed; will retry"),
+        }
+    }
+}
+
+/// What a sweep deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Versions deleted.
+    pub versions: usize,
+    /// Attribution rows deleted.
+    pub attribution: usize,
+    /// Activity events deleted.
+    pub activity: usize,
+}
+
+/// Applies `retention` at time `now_ms` to everything stored.
+pub async fn sweep(
+    documents: &dyn DocStore,
+    history: &dyn HistoryStore,
+    retention: &Retention,
+    now_ms: u64,
+) -> Result<Swept, StoreError> {
+    let mut swept = Swept::default();
+    let mut workspaces_swept = std::collections::BTreeSet::new();
+    for doc in documents.list().await? {
+        let workspace = workspace_of(doc.as_str()).to_owned();
+        let policy = retention.policy(&workspace);
+        let cutoff_ms = match policy {
+            RetentionPolicy::All => continue,
+            RetentionPolicy::Days(days) => now_ms.saturating_sub(u64::from(days) * 86_400_000),
+            RetentionPolicy::NamedOnly => u64::MAX,
+        };
+        let expired: Vec<u64> = history
+            .versions(&doc)
+            .await?
+            .into_iter()
+            .filter(|v| v.kind != VersionKind::Named && v.created_ms < cutoff_ms)
+            .map(|v| v.id)
+            .collect();
+        swept.versions += history.delete_versions(&doc, &expired).await?;
+        if let RetentionPolicy::Days(_) = policy {
+            swept.attribution += history
+                .delete_attribution_before(&doc, cutoff_ms / 60_000)
+                .await?;
+            if workspaces_swept.insert(workspace.clone()) {
+                swept.activity += history
+                    .delete_activity_before(&workspace, cutoff_ms)
+                    .await?;
+            }
+        }
+    }
+    Ok(swept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_parse_with_clear_errors() {
+        let r = Retention::parse(&["*=90d".into(), "legal=all".into(), "scratch=named".into()])
+            .unwrap();
+        assert_eq!(r.policy("acme"), RetentionPolicy::Days(90));
+        assert_eq!(r.policy("legal"), RetentionPolicy::All);
+        assert_eq!(r.policy("scratch"), RetentionPolicy::NamedOnly);
+        let err = Retention::parse(&["acme=forever".into()]).unwrap_err();
+        assert!(err.contains("\"forever\""), "{err}");
+        assert!(Retention::parse(&["acme".into()]).is_err());
+    }
+}

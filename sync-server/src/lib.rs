@@ -1,0 +1,158 @@
+//! A Yjs-compatible collaboration server.
+//!
+//! Stock Yjs applications connect with the `y-websocket` provider to
+//! `ws://HOST/ws/{document}` and collaborate unchanged. Every accepted
+//! update is durable in the store before any other client sees it; updates
+//! are coalesced per short tick and fanned out to every other connection;
+//! presence (awareness) is kept server-side with the 30 s expiry.
+//!
+//! The layers, outermost first:
+//! - [`routes`] and [`ws`]: HTTP and WebSocket edges; connections decode
+//!   frames on their own tasks;
+//! - [`docs`]: one task per loaded document (the only owner of its state),
+//!   found through the [`docs::Registry`];
+//! - [`store`]: the durable log and snapshots ([`store::SledStore`] by default).
+//!
+//! [`run`] serves on a listener until a shutdown token fires, then flushes
+//! every document and closes the store.
+
+pub mod auth;
+pub mod cluster;
+pub mod config;
+pub mod docs;
+pub mod error;
+pub mod guard;
+pub mod history;
+pub mod metrics;
+pub mod routes;
+pub mod shutdown;
+pub mod state;
+pub mod store;
+pub mod ws;
+
+use std::sync::Arc;
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use cluster::Cluster;
+use guard::Guard;
+pub use config::Config;
+use config::StoreKind;
+use metrics::Metrics;
+use state::AppState;
+use store::{DocStore, PostgresConfig, PostgresStore, SledConfig, SledStore, StoreError};
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The store could not be opened or closed cleanly.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The listener failed.
+    #[error("serving failed: {0}")]
+    Serve(#[from] std::io::Error),
+    /// The cluster configuration is unusable (a malformed Redis URL).
+    #[error("cluster: {0}")]
+    Cluster(String),
+    /// The audit trail or the policies could not start.
+    #[error("governance: {0}")]
+    Guard(#[from] guard::GuardError),
+    /// Documents did not finish flushing within the shutdown timeout.
+    #[error("shutdown timed out after {0:?} with tasks still running")]
+    ShutdownTimeout(std::time::Duration),
+}
+
+/// Opens the store the configuration names: the embedded sled store, or
+/// PostgreSQL (migrated, and checked to admit this build).
+pub async fn open_store(config: &Config) -> Result<Arc<dyn DocStore>, StoreError> {
+    let store: Arc<dyn DocStore> = match config.store {
+        StoreKind::Sled => SledStore::open(SledConfig {
+            path: config.data_dir.clone(),
+            cache_bytes: config.cache_bytes,
+            fsync: config.fsync,
+            commit_delay: config.commit_delay,
+        })?,
+        StoreKind::Postgres => {
+            let url = config
+                .database_url
+                .as_ref()
+                .ok_or_else(|| StoreError::Backend("store postgres needs a database URL".into()))?;
+            PostgresStore::open(PostgresConfig {
+                url: url.expose().to_owned(),
+                schema: config.database_schema.clone(),
+                synchronous_commit: config.fsync,
+                commit_delay: config.commit_delay,
+            })
+            .await?
+        }
+    };
+    Ok(store)
+}
+
+/// Serves on `listener` until `shutdown` is cancelled, then stops accepting,
+/// closes connections with code 1001, makes every accepted update durable
+/// and closes the store.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let store = open_store(&config).await?;
+    serve(config, store, listener, shutdown).await
+}
+
+/// [`run`] with an already opened store.
+pub async fn serve(
+    config: Config,
+    store: Arc<dyn DocStore>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let config = Arc::new(config);
+    let tracker = TaskTracker::new();
+    let metrics = Arc::new(Metrics::new());
+    let cluster = match &config.cluster {
+        Some(cluster) => Some(
+            Cluster::start(cluster.clone(), metrics.clone(), shutdown.clone(), &tracker)
+                .map_err(|e| ServerError::Cluster(e.to_string()))?,
+        ),
+        None => None,
+    };
+    if !config.retention.keeps_everything() {
+        tracker.spawn(history::run_sweeper(
+            store.clone(),
+            config.retention.clone(),
+            config.retention_sweep,
+            shutdown.clone(),
+        ));
+    }
+    let guard = Guard::open(&config).await?;
+    let state = AppState::new(
+        config.clone(),
+        store.clone(),
+        metrics,
+        shutdown.clone(),
+        tracker.clone(),
+        cluster,
+        guard.clone(),
+    );
+    let app = routes::router(state);
+    // Sync frames are small and latency-bound: without TCP_NODELAY, Nagle's
+    // algorithm and delayed ACKs hold a frame back for up to 40 ms.
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await?;
+    tracker.close();
+    let drained = tokio::time::timeout(config.shutdown_timeout, tracker.wait()).await;
+    guard.close().await;
+    store.close().await?;
+    drained.map_err(|_| ServerError::ShutdownTimeout(config.shutdown_timeout))
+}

@@ -1,0 +1,166 @@
+//! Compliance reports and lineage over HTTP:
+//!
+//! - `GET /api/reports/gdpr-access/{user}?format=json|csv|html`: everything
+//!   stored about a user: account, roles, audit entries, the documents they
+//!   wrote and the text still attributed to them;
+//! - `GET /api/reports/gdpr-erasure/{user}?format=`: what erasing the user
+//!   does, per workspace's erasure mode (a plan: nothing is changed);
+//! - `GET /api/reports/access-review?workspace=&from=&to=&format=`: the
+//!   SOC 2 access review, who had which role when, and who changed it;
+//! - `GET /api/lineage/{document}?depth=`: where the document's content
+//!   came from and went.
+//!
+//! Each is decided by policy and audited as `report.generate` (lineage as
+//! `document.read`) before it is built.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use governance::audit::Action;
+use governance::compliance::{
+    ReportFormat, access_review, gdpr_access, plan_erasure, render,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::docs::DocName;
+use crate::error::AppError;
+use crate::guard::ServerSource;
+use crate::state::AppState;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/reports/gdpr-access/{user}", get(gdpr))
+        .route("/api/reports/gdpr-erasure/{user}", get(erasure))
+        .route("/api/reports/access-review", get(review))
+        .route("/api/lineage/{*document}", get(lineage))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ReportParams {
+    format: Option<String>,
+    workspace: Option<String>,
+    from: Option<u64>,
+    to: Option<u64>,
+}
+
+impl ReportParams {
+    fn format(&self) -> Result<ReportFormat, AppError> {
+        match self.format.as_deref() {
+            None => Ok(ReportFormat::Json),
+            Some(f) => f.parse().map_err(|_| {
+                AppError::BadRequest(format!("format must be json, csv or html, not {f:?}"))
+            }),
+        }
+    }
+}
+
+fn source(state: &AppState) -> ServerSource {
+    ServerSource::new(state.store.clone(), state.config.docs.limits.clone())
+}
+
+async fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+    workspace: &str,
+    details: serde_json::Value,
+) -> Result<(), AppError> {
+    let caller = super::caller(headers);
+    let op = state
+        .guard
+        .operation(Action::ReportGenerate, &caller, workspace, None)
+        .details(details);
+    state.guard.authorize(op).await.map(drop)
+}
+
+fn failed(e: impl std::fmt::Display) -> AppError {
+    AppError::Unavailable(format!("report: {e}"))
+}
+
+fn rendered<R: governance::compliance::Report>(report: &R, format: ReportFormat) -> Response {
+    let mut out = Vec::new();
+    render(report, format, &mut out);
+    ([(header::CONTENT_TYPE, format.content_type())], out).into_response()
+}
+
+async fn gdpr(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+    Query(params): Query<ReportParams>,
+) -> Result<Response, AppError> {
+    let format = params.format()?;
+    admit(&state, &headers, "*", json!({ "report": "gdpr_access", "user": user })).await?;
+    let log = state.guard.governance().audit();
+    let report = gdpr_access(&user, &source(&state), log).await.map_err(failed)?;
+    Ok(rendered(&report, format))
+}
+
+async fn erasure(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+    Query(params): Query<ReportParams>,
+) -> Result<Response, AppError> {
+    let format = params.format()?;
+    admit(&state, &headers, "*", json!({ "report": "gdpr_erasure_plan", "user": user }))
+        .await?;
+    let caller = super::caller(&headers);
+    let log = state.guard.governance().audit();
+    let plan = plan_erasure(&user, &caller.user, &source(&state), log)
+        .await
+        .map_err(failed)?;
+    Ok(rendered(&plan, format))
+}
+
+async fn review(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<ReportParams>,
+) -> Result<Response, AppError> {
+    let format = params.format()?;
+    let to = params.to.unwrap_or(u64::MAX / 2);
+    let from = params.from.unwrap_or(0);
+    let workspace = params.workspace.as_deref();
+    admit(
+        &state,
+        &headers,
+        workspace.unwrap_or("*"),
+        json!({ "report": "soc2_access_review", "from": from, "to": to }),
+    )
+    .await?;
+    let log = state.guard.governance().audit();
+    let report = access_review(&source(&state), log, workspace, from, to)
+        .await
+        .map_err(|e| AppError::BadRequest(e.to_string()))?;
+    Ok(rendered(&report, format))
+}
+
+#[derive(Debug, Deserialize)]
+struct LineageParams {
+    depth: Option<u32>,
+}
+
+async fn lineage(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(document): Path<String>,
+    Query(params): Query<LineageParams>,
+) -> Result<Response, AppError> {
+    let name = DocName::parse(&document)?;
+    let caller = super::caller(&headers);
+    state
+        .guard
+        .admit(Action::DocumentRead, &caller, &name, json!({ "request": "lineage" }))
+        .await?;
+    let depth = params.depth.unwrap_or(3).min(10);
+    let graph = state
+        .guard
+        .governance()
+        .lineage_graph(name.as_str(), depth)
+        .await
+        .map_err(|e| AppError::Unavailable(format!("lineage: {e}")))?;
+    Ok(Json(graph).into_response())
+}

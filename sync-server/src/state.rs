@@ -1,0 +1,85 @@
+//! What every request handler and connection shares.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::docs::{ConnId, Registry};
+use crate::guard::Guard;
+use crate::history::ActivityHub;
+use crate::metrics::Metrics;
+use crate::store::DocStore;
+
+/// Shared server state; cheap to clone (every field is a handle).
+#[derive(Clone)]
+pub struct AppState {
+    /// The resolved configuration.
+    pub config: Arc<Config>,
+    /// Loaded documents.
+    pub registry: Arc<Registry>,
+    /// The durable store.
+    pub store: Arc<dyn DocStore>,
+    /// Metrics for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// One permit per allowed WebSocket connection.
+    pub connection_slots: Arc<Semaphore>,
+    /// Cancelled when the server starts shutting down.
+    pub shutdown: CancellationToken,
+    /// Every spawned task, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+    /// Other nodes serving the same documents, if any.
+    pub cluster: Option<Arc<Cluster>>,
+    /// Live activity events.
+    pub activity: ActivityHub,
+    /// Policy and the audit trail.
+    pub guard: Arc<Guard>,
+    next_conn: Arc<AtomicU64>,
+}
+
+impl AppState {
+    /// Builds the state around an opened store.
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn DocStore>,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+        cluster: Option<Arc<Cluster>>,
+        guard: Arc<Guard>,
+    ) -> Self {
+        let activity = ActivityHub::default();
+        let shared = Arc::new(crate::docs::DocShared {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            config: config.docs.clone(),
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+            cluster: cluster.clone(),
+            activity: activity.clone(),
+            guard: guard.clone(),
+        });
+        Self {
+            connection_slots: Arc::new(Semaphore::new(config.max_connections)),
+            registry: crate::docs::Registry::new(shared),
+            config,
+            store,
+            metrics,
+            shutdown,
+            tracker,
+            cluster,
+            activity,
+            guard,
+            next_conn: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> ConnId {
+        ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed))
+    }
+}

@@ -1,0 +1,213 @@
+//! The whole server on PostgreSQL, black-box: clients edit through it, it
+//! restarts, and several nodes share one database. Needs the real
+//! PostgreSQL (see `pg/mod.rs`); fails, never skips, without it.
+
+mod common;
+mod pg;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::Client;
+use pg::TestSchema;
+use sync_server::config::{Settings, StoreKind};
+use sync_server::store::DocStore;
+use sync_server::{Config, ServerError};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// One server node in this process, storing in `schema`.
+struct Node {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), ServerError>>,
+    /// The (unused) embedded store directory the configuration names.
+    _data: TempDir,
+}
+
+impl Node {
+    /// The configuration a node of `schema` starts from.
+    fn config(schema: &TestSchema, data: &TempDir) -> Config {
+        Config::resolve(Settings {
+            store: Some(StoreKind::Postgres),
+            database_url: Some(schema.config().url),
+            database_schema: Some(schema.name.clone()),
+            data_dir: Some(data.path().to_owned()),
+            bind: Some("127.0.0.1:0".parse().unwrap()),
+            ..Settings::default()
+        })
+        .expect("valid settings")
+    }
+
+    /// Starts with a store opened here and handed to `serve`.
+    async fn serve(schema: &TestSchema, tune: impl FnOnce(&mut Config)) -> Node {
+        let store = schema.open().await;
+        Self::start(schema, tune, |config, listener, shutdown| {
+            tokio::spawn(sync_server::serve(config, store, listener, shutdown))
+        })
+        .await
+    }
+
+    /// Starts from configuration alone, as the binary does (`run` opens the
+    /// store the configuration names).
+    async fn run(schema: &TestSchema, tune: impl FnOnce(&mut Config)) -> Node {
+        Self::start(schema, tune, |config, listener, shutdown| {
+            tokio::spawn(sync_server::run(config, listener, shutdown))
+        })
+        .await
+    }
+
+    async fn start(
+        schema: &TestSchema,
+        tune: impl FnOnce(&mut Config),
+        spawn: impl FnOnce(
+            Config,
+            tokio::net::TcpListener,
+            CancellationToken,
+        ) -> JoinHandle<Result<(), ServerError>>,
+    ) -> Node {
+        let data = tempfile::tempdir().unwrap();
+        let mut config = Self::config(schema, &data);
+        tune(&mut config);
+        let listener = tokio::net::TcpListener::bind(config.bind).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = spawn(config, listener, shutdown.clone());
+        Node {
+            addr,
+            shutdown,
+            task,
+            _data: data,
+        }
+    }
+
+    fn ws(&self, doc: &str) -> String {
+        format!("ws://{}/ws/{doc}", self.addr)
+    }
+
+    fn http(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Graceful shutdown: every accepted update durable, the store closed.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task
+            .await
+            .expect("server task")
+            .expect("server stopped cleanly");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_survive_a_restart_on_postgres() {
+    let schema = TestSchema::new();
+    let doc = "acme/pg-roadmap";
+    let node = Node::serve(&schema, |_| {}).await;
+    let mut a = Client::connect(&node.ws(doc)).await;
+    let mut b = Client::connect(&node.ws(doc)).await;
+    a.insert("hello ").await;
+    b.insert("world").await;
+    // Each sees the other's edit only once it is durable.
+    assert!(
+        a.pump_until(|c| c.text().len() == 11, WAIT).await,
+        "{}",
+        a.text()
+    );
+    assert!(
+        b.pump_until(|c| c.text().len() == 11, WAIT).await,
+        "{}",
+        b.text()
+    );
+    let text = a.text();
+    assert_eq!(b.text(), text);
+    assert!(text.contains("hello ") && text.contains("world"), "{text}");
+    a.close().await;
+    b.close().await;
+    node.stop().await;
+
+    let node = Node::run(&schema, |_| {}).await;
+    let c = Client::connect(&node.ws(doc)).await;
+    assert_eq!(c.text(), text, "state survives the restart");
+    let content: serde_json::Value = reqwest::get(node.http(&format!("/api/docs/{doc}")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(content, serde_json::json!({ "t": text }));
+    let ready = reqwest::get(node.http("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200, "readiness asks PostgreSQL");
+    c.close().await;
+    node.stop().await;
+
+    // What is stored is the log of both clients' updates.
+    let store = schema.open().await;
+    let stored = store
+        .load(&sync_server::docs::DocName::parse(doc).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stored.log.len(), 2);
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_database_keep_both_nodes_edits() {
+    let schema = TestSchema::new();
+    let doc = "acme/shared";
+    // Compacting every few updates makes both nodes compact while the
+    // other appends.
+    let tune = |c: &mut Config| c.docs.compact_after_updates = 4;
+    let nodes = [
+        Node::serve(&schema, tune).await,
+        Node::serve(&schema, tune).await,
+    ];
+    let mut writers = Vec::new();
+    let mut watchers = Vec::new();
+    for node in &nodes {
+        writers.push(Client::connect(&node.ws(doc)).await);
+        watchers.push(Client::connect(&node.ws(doc)).await);
+    }
+    let edits = 20;
+    for _ in 0..edits {
+        for (writer, letter) in writers.iter_mut().zip(["a", "b"]) {
+            writer.insert(letter).await;
+        }
+        // Pace the edits so they land in separate commits.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A watcher on the same node sees every edit once it is durable.
+    for watcher in &mut watchers {
+        assert!(
+            watcher.pump_until(|c| c.text().len() == edits, WAIT).await,
+            "{}",
+            watcher.text()
+        );
+    }
+    for client in writers.into_iter().chain(watchers) {
+        client.close().await;
+    }
+    for node in nodes {
+        node.stop().await;
+    }
+
+    // A third node, started later, serves both nodes' edits.
+    let node = Node::run(&schema, |_| {}).await;
+    let reader = Client::connect(&node.ws(doc)).await;
+    let text = reader.text();
+    assert_eq!(text.matches('a').count(), edits, "{text}");
+    assert_eq!(text.matches('b').count(), edits, "{text}");
+    reader.close().await;
+    node.stop().await;
+
+    let store = schema.open().await;
+    let stored = store
+        .load(&sync_server::docs::DocName::parse(doc).unwrap())
+        .await
+        .unwrap();
+    assert!(stored.snapshot.is_some(), "the nodes compacted");
+    store.close().await.unwrap();
+}
