@@ -76,6 +76,11 @@ impl Live {
 pub struct Spec {
     /// WebSocket URL to connect to.
     pub url: String,
+    /// Index of the server node `url` belongs to.
+    pub node: usize,
+    /// Number of server nodes; client `c` of a document is on node
+    /// `c mod nodes`, which tells a receiver where each sender is.
+    pub nodes: usize,
     /// Document name.
     pub doc: String,
     /// Index of the document.
@@ -110,6 +115,10 @@ pub struct Report {
     pub received_from: Vec<u32>,
     /// Latency of markers sent while measuring, in microseconds.
     pub latency_us: Histogram<u64>,
+    /// The part of `latency_us` whose senders were on another node. Made
+    /// on the first such marker: a histogram is ~170 KB and a run can have
+    /// 10,000 clients, so single-node runs do not pay for it.
+    pub latency_cross_us: Option<Histogram<u64>>,
     /// Frames and bytes received while measuring.
     pub frames_in: u64,
     /// Bytes received while measuring.
@@ -120,6 +129,8 @@ pub struct Report {
     pub bytes_out: u64,
     /// Markers received while measuring (deliveries in the window).
     pub deliveries_in_window: u64,
+    /// The part of `deliveries_in_window` sent on another node.
+    pub cross_deliveries_in_window: u64,
     /// Edits sent more than 50 ms after their schedule (the generator
     /// could not keep up).
     pub late_sends: u64,
@@ -137,17 +148,33 @@ impl Report {
             error: None,
             sent: 0,
             received_from: vec![0; spec.doc_clients.len()],
-            latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds"),
+            latency_us: latency_histogram(),
+            latency_cross_us: None,
             frames_in: 0,
             bytes_in: 0,
             frames_out: 0,
             bytes_out: 0,
             deliveries_in_window: 0,
+            cross_deliveries_in_window: 0,
             late_sends: 0,
             text: None,
             seed_len: None,
         }
     }
+}
+
+/// A latency histogram in microseconds, 1 µs to 10 minutes, 3 digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
+}
+
+/// Whether a marker from `sender` (a global index) was sent on another
+/// node than `spec`'s.
+fn crossed_nodes(spec: &Spec, sender: u32) -> bool {
+    spec.nodes > 1
+        && sender
+            .checked_sub(spec.doc_clients.start)
+            .is_some_and(|i| i as usize % spec.nodes != spec.node)
 }
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -371,10 +398,16 @@ fn handle(
                     *count += 1;
                 }
                 if measuring {
+                    let latency = now_us.saturating_sub(m.sent_us).max(1);
                     report.deliveries_in_window += 1;
-                    let _ = report
-                        .latency_us
-                        .record(now_us.saturating_sub(m.sent_us).max(1));
+                    let _ = report.latency_us.record(latency);
+                    if crossed_nodes(spec, m.sender) {
+                        report.cross_deliveries_in_window += 1;
+                        let _ = report
+                            .latency_cross_us
+                            .get_or_insert_with(latency_histogram)
+                            .record(latency);
+                    }
                 }
             });
             shared.live.received.fetch_add(received, Ordering::Relaxed);
@@ -438,4 +471,43 @@ fn fastrand_unit(seed: u32) -> f64 {
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
     (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(node: usize, nodes: usize) -> Spec {
+        Spec {
+            url: String::new(),
+            node,
+            nodes,
+            doc: "d".into(),
+            doc_index: 1,
+            global: 10 + node as u32,
+            doc_clients: 10..15,
+            full: false,
+            edits: true,
+            rate: 1.0,
+            awareness_every: None,
+            dialect: Dialect::YWebsocket,
+        }
+    }
+
+    #[test]
+    fn senders_alternate_between_nodes_like_clients_do() {
+        // Two nodes: the document's clients 10, 12, 14 are on node 0.
+        let on_0 = spec(0, 2);
+        let crossed: Vec<bool> = (10..15).map(|s| crossed_nodes(&on_0, s)).collect();
+        assert_eq!(crossed, [false, true, false, true, false]);
+        let on_1 = spec(1, 2);
+        let crossed: Vec<bool> = (10..15).map(|s| crossed_nodes(&on_1, s)).collect();
+        assert_eq!(crossed, [true, false, true, false, true]);
+    }
+
+    #[test]
+    fn one_node_never_crosses() {
+        let alone = spec(0, 1);
+        assert!((10..15).all(|s| !crossed_nodes(&alone, s)));
+    }
 }

@@ -7,10 +7,21 @@
 //! the end every full client and a fresh late joiner must hold the same
 //! content, including every edit sent.
 //!
+//! Several server nodes can share the load: give `--url` once per node
+//! (or comma-separated) and client `c` of every document connects to node
+//! `c mod N`. Receivers then report latency separately for edits sent on
+//! their own node and edits that crossed to another node, which is what a
+//! scale-out deployment adds.
+//!
 //! ```text
 //! cargo run --release -p benches --bin loadgen -- \
 //!     --url ws://127.0.0.1:8787/ws --docs 1 --clients 200 --rate 1 \
 //!     --duration 30 --warmup 5 --server-pid $(pgrep sync-server)
+//!
+//! # two nodes: clients alternate between them; PIDs in the same order
+//! cargo run --release -p benches --bin loadgen -- \
+//!     --url ws://127.0.0.1:8787/ws,ws://127.0.0.1:8788/ws --docs 1 --clients 500 \
+//!     --server-pid $PID_A,$PID_B
 //! ```
 //!
 //! Prints a human summary and one JSON line (the last line of output).
@@ -37,9 +48,16 @@ use framing::Dialect;
 #[derive(Debug, Clone, Parser)]
 #[command(version)]
 pub struct Args {
-    /// Base WebSocket URL; documents are appended as `/{name}`.
-    #[arg(long, default_value = "ws://127.0.0.1:8787/ws")]
-    pub url: String,
+    /// Base WebSocket URL of a server node; documents are appended as
+    /// `/{name}`. Repeat the flag or separate URLs with commas to spread
+    /// clients over several nodes: client `c` of every document connects to
+    /// URL `c mod N`.
+    #[arg(
+        long = "url",
+        value_delimiter = ',',
+        default_value = "ws://127.0.0.1:8787/ws"
+    )]
+    pub urls: Vec<String>,
     /// Number of documents.
     #[arg(long, default_value_t = 1)]
     pub docs: usize,
@@ -68,9 +86,12 @@ pub struct Args {
     /// Longest wait, in seconds, for in-flight deliveries after editing stops.
     #[arg(long, default_value_t = 20.0)]
     pub drain: f64,
-    /// PID of the server, for its CPU and memory (read from /proc).
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// PID of a server process, for its CPU and memory (read from /proc).
+    /// Repeat the flag or separate PIDs with commas; the figures are summed,
+    /// and reported per process too. Give them in `--url` order to read
+    /// them per node.
+    #[arg(long = "server-pid", value_delimiter = ',')]
+    pub server_pids: Vec<u32>,
     /// Wire dialect of the server.
     #[arg(long, value_enum, default_value_t = Dialect::YWebsocket)]
     pub dialect: Dialect,
@@ -96,6 +117,7 @@ fn main() -> anyhow::Result<()> {
         args.clients >= 1 && args.docs >= 1,
         "--docs and --clients must be at least 1"
     );
+    anyhow::ensure!(!args.urls.is_empty(), "--url must name at least one server");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -129,7 +151,7 @@ async fn run(args: Args) -> anyhow::Result<report::Summary> {
         let bar = progress(args.docs as u64, "seeding");
         for doc in &docs {
             let open = seed::seed(
-                &args.dialect.url(&args.url, doc),
+                &args.dialect.url(&args.urls[0], doc),
                 doc,
                 args.dialect,
                 args.seed_kib,
@@ -143,14 +165,17 @@ async fn run(args: Args) -> anyhow::Result<report::Summary> {
         bar.finish_and_clear();
     }
     // Sample from before the join: a large-document join is where memory peaks.
-    let server_sampler = report::Sampler::start(args.server_pid);
+    let server_sampler = report::Sampler::start(args.server_pids.clone());
 
     let total = args.docs * args.clients;
     let mut tasks = Vec::with_capacity(total);
     for (d, doc) in docs.iter().enumerate() {
         for c in 0..args.clients {
+            let node = c % args.urls.len();
             let spec = Spec {
-                url: args.dialect.url(&args.url, doc),
+                url: args.dialect.url(&args.urls[node], doc),
+                node,
+                nodes: args.urls.len(),
                 doc: doc.clone(),
                 doc_index: d,
                 global: (d * args.clients + c) as u32,
@@ -183,7 +208,7 @@ async fn run(args: Args) -> anyhow::Result<report::Summary> {
     // Warm up, then measure.
     phase_tx.send_replace(Phase::Warmup);
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
-    let window_start = report::Readings::now(args.server_pid);
+    let window_start = report::Readings::now(&args.server_pids);
     phase_tx.send_replace(Phase::Measuring);
     let bar = progress((args.duration * 10.0) as u64, "measuring");
     let measure_started = Instant::now();
@@ -191,7 +216,7 @@ async fn run(args: Args) -> anyhow::Result<report::Summary> {
         tokio::time::sleep(Duration::from_millis(100)).await;
         bar.set_position((measure_started.elapsed().as_secs_f64() * 10.0) as u64);
     }
-    let window_end = report::Readings::now(args.server_pid);
+    let window_end = report::Readings::now(&args.server_pids);
     bar.finish_and_clear();
 
     // Drain: stop editing, wait for everything sent to be delivered.
@@ -218,8 +243,13 @@ async fn run(args: Args) -> anyhow::Result<report::Summary> {
         docs.iter()
             .enumerate()
             .map(|(d, doc)| {
+                // Joiners spread over the nodes too; each must hold every
+                // edit, wherever it was sent.
+                let node = d % args.urls.len();
                 let spec = Spec {
-                    url: args.dialect.url(&args.url, doc),
+                    url: args.dialect.url(&args.urls[node], doc),
+                    node,
+                    nodes: args.urls.len(),
                     doc: doc.clone(),
                     doc_index: d,
                     global: u32::MAX - d as u32,
@@ -255,7 +285,7 @@ async fn run(args: Args) -> anyhow::Result<report::Summary> {
     for task in seeders {
         task.await.context("seeder task")?;
     }
-    let peak_server_rss = server_sampler.stop().await;
+    let peak_rss = server_sampler.stop().await;
     Ok(report::Summary::build(report::Inputs {
         args,
         clients,
@@ -264,7 +294,7 @@ async fn run(args: Args) -> anyhow::Result<report::Summary> {
         drain_time,
         window_start,
         window_end,
-        peak_server_rss,
+        peak_rss,
     }))
 }
 
