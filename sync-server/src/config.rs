@@ -14,6 +14,8 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use crdt_core::Limits;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::config::{IdentityConfig, IdentityFile};
+use crate::auth::limits::{ConnectionLimits, RequestLimits};
 use crate::cluster::ClusterConfig;
 use crate::docs::{AutoVersions, DocConfig};
 use crate::history::Retention;
@@ -293,6 +295,58 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workspace_labels: Option<Vec<String>>,
 
+    /// A TOML file with identity providers (OIDC, LDAP), group-to-role
+    /// rules and the break-glass admin; without one (and without
+    /// token-secret) the server is in anonymous mode, for local use only.
+    /// [default: none]
+    #[arg(long, env = "SYNC_IDENTITY_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_file: Option<PathBuf>,
+
+    /// Secret (32+ bytes) signing document tokens and session cookies;
+    /// overrides token-secret in the identity file. [default: none]
+    #[arg(long, env = "SYNC_TOKEN_SECRET", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_secret: Option<String>,
+
+    /// Longest lifetime of a document token, in seconds. [default: 3600]
+    #[arg(long, env = "SYNC_TOKEN_MAX_TTL_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_max_ttl_secs: Option<u64>,
+
+    /// Sync updates one connection may send a second; over it the
+    /// connection is closed with 1008 naming the limit. 0: no limit.
+    /// [default: 1000]
+    #[arg(long, env = "SYNC_MAX_UPDATES_PER_SEC")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_updates_per_sec: Option<u32>,
+
+    /// Awareness updates one connection may send a second; 0: no limit.
+    /// [default: 200]
+    #[arg(long, env = "SYNC_MAX_AWARENESS_PER_SEC")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_awareness_per_sec: Option<u32>,
+
+    /// Seconds' worth of messages a connection may send at once above
+    /// those rates (an editing-trace replay or an offline client catching
+    /// up sends thousands at once). [default: 10]
+    #[arg(long, env = "SYNC_RATE_BURST_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_burst_secs: Option<u32>,
+
+    /// HTTP requests a minute from one client IP (requests without an API
+    /// key); over it, 429 with Retry-After. Shared through Redis when
+    /// redis-url is set. 0: no limit. [default: 0]
+    #[arg(long, env = "SYNC_HTTP_REQUESTS_PER_MIN_PER_IP")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_requests_per_min_per_ip: Option<u32>,
+
+    /// HTTP requests a minute with one API key; 0: no limit.
+    /// [default: 6000]
+    #[arg(long, env = "SYNC_HTTP_REQUESTS_PER_MIN_PER_KEY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_requests_per_min_per_key: Option<u32>,
+
     /// Seconds shutdown waits for documents to flush before giving up.
     /// [default: 10]
     #[arg(long, env = "SYNC_SHUTDOWN_TIMEOUT_SECS")]
@@ -444,6 +498,12 @@ pub struct Config {
     pub retention_sweep: Duration,
     /// Audit trail and policies.
     pub governance: GovernanceConfig,
+    /// Sign-in, tokens and roles.
+    pub identity: IdentityConfig,
+    /// Per-connection message rates.
+    pub connection_limits: ConnectionLimits,
+    /// HTTP request rates.
+    pub request_limits: RequestLimits,
 }
 
 /// Audit trail and policy settings.
@@ -515,9 +575,7 @@ impl Config {
             .map_err(ConfigError::Invalid)?;
         let data_dir = s.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
         let governance = GovernanceConfig {
-            audit_key: s
-                .audit_key
-                .unwrap_or_else(|| data_dir.join("audit.key")),
+            audit_key: s.audit_key.unwrap_or_else(|| data_dir.join("audit.key")),
             policy: governance::policy::PolicyConfig {
                 dir: s.policy_dir,
                 time_zone: s.policy_time_zone.unwrap_or_else(|| "UTC".to_owned()),
@@ -526,7 +584,25 @@ impl Config {
             labels: GovernanceConfig::parse_labels(&s.workspace_labels.unwrap_or_default())
                 .map_err(ConfigError::Invalid)?,
         };
+        let identity_file = s
+            .identity_file
+            .as_deref()
+            .map(IdentityFile::read)
+            .transpose()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let identity = IdentityConfig::resolve(identity_file, s.token_secret, s.token_max_ttl_secs)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let config = Config {
+            identity,
+            connection_limits: ConnectionLimits {
+                updates_per_sec: s.max_updates_per_sec.unwrap_or(1000),
+                awareness_per_sec: s.max_awareness_per_sec.unwrap_or(200),
+                burst_secs: s.rate_burst_secs.unwrap_or(10),
+            },
+            request_limits: RequestLimits {
+                per_ip_per_min: s.http_requests_per_min_per_ip.unwrap_or(0),
+                per_key_per_min: s.http_requests_per_min_per_key.unwrap_or(6000),
+            },
             bind: s
                 .bind
                 .unwrap_or_else(|| "127.0.0.1:8787".parse().expect("valid address")),

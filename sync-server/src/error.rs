@@ -23,9 +23,20 @@ pub enum AppError {
     /// A WebSocket endpoint was called without a valid upgrade (426).
     #[error("{0}")]
     UpgradeRequired(String),
+    /// No valid credential (401); the message names what is wrong with it.
+    #[error("{0}")]
+    Unauthorized(String),
     /// Refused by policy or role (403); the message names the policy.
     #[error("{0}")]
     Forbidden(String),
+    /// Over a request limit (429); `retry_after` seconds until it resets.
+    #[error("{message}")]
+    TooManyRequests {
+        /// Which limit, and how far over.
+        message: String,
+        /// Seconds to wait, sent as `Retry-After`.
+        retry_after: u64,
+    },
     /// Well-formed but cannot be processed (422).
     #[error("{0}")]
     Unprocessable(String),
@@ -40,6 +51,27 @@ pub enum AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, message) = match self {
+            AppError::Unauthorized(m) => {
+                let body = Json(serde_json::json!({ "error": m }));
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                    body,
+                )
+                    .into_response();
+            }
+            AppError::TooManyRequests {
+                message,
+                retry_after,
+            } => {
+                let body = Json(serde_json::json!({ "error": message }));
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(axum::http::header::RETRY_AFTER, retry_after.to_string())],
+                    body,
+                )
+                    .into_response();
+            }
             AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             AppError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),

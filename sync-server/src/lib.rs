@@ -38,9 +38,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use cluster::Cluster;
-use guard::Guard;
 pub use config::Config;
 use config::StoreKind;
+use guard::Guard;
 use metrics::Metrics;
 use state::AppState;
 use store::{DocStore, PostgresConfig, PostgresStore, SledConfig, SledStore, StoreError};
@@ -60,6 +60,12 @@ pub enum ServerError {
     /// The audit trail or the policies could not start.
     #[error("governance: {0}")]
     Guard(#[from] guard::GuardError),
+    /// The identity providers could not be reached or are misconfigured.
+    #[error("identity: {0}")]
+    Auth(#[from] auth::AuthStartError),
+    /// The store of users, memberships and keys could not open.
+    #[error(transparent)]
+    IdentityStore(#[from] auth::store::IdentityStoreError),
     /// Documents did not finish flushing within the shutdown timeout.
     #[error("shutdown timed out after {0:?} with tasks still running")]
     ShutdownTimeout(std::time::Duration),
@@ -130,15 +136,23 @@ pub async fn serve(
         ));
     }
     let guard = Guard::open(&config).await?;
-    let state = AppState::new(
-        config.clone(),
-        store.clone(),
+    let identity_store = auth::open_store(&config)?;
+    let auth = auth::Auth::start(&config.identity, identity_store).await?;
+    if auth.is_anonymous() {
+        tracing::warn!(
+            "no identity provider configured: anonymous mode, everyone is the owner of everything; for local use only"
+        );
+    }
+    let state = AppState::new(state::Services {
+        config: config.clone(),
+        store: store.clone(),
         metrics,
-        shutdown.clone(),
-        tracker.clone(),
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
         cluster,
-        guard.clone(),
-    );
+        guard: guard.clone(),
+        auth,
+    });
     let app = routes::router(state);
     // Sync frames are small and latency-bound: without TCP_NODELAY, Nagle's
     // algorithm and delayed ACKs hold a frame back for up to 40 ms.
@@ -147,6 +161,7 @@ pub async fn serve(
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
     });
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;

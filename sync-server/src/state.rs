@@ -7,6 +7,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Auth;
+use crate::auth::limits::RequestCounter;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::docs::{ConnId, Registry};
@@ -38,20 +40,47 @@ pub struct AppState {
     pub activity: ActivityHub,
     /// Policy and the audit trail.
     pub guard: Arc<Guard>,
+    /// Sign-in, tokens and roles.
+    pub auth: Arc<Auth>,
+    /// HTTP request counters (in Redis when the cluster has one).
+    pub requests: Arc<RequestCounter>,
     next_conn: Arc<AtomicU64>,
 }
 
+/// What [`AppState::new`] is built from: everything [`crate::serve`]
+/// opened or started before serving.
+pub struct Services {
+    /// The resolved configuration.
+    pub config: Arc<Config>,
+    /// The durable store.
+    pub store: Arc<dyn DocStore>,
+    /// Metrics for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when the server starts shutting down.
+    pub shutdown: CancellationToken,
+    /// Every spawned task.
+    pub tracker: TaskTracker,
+    /// Other nodes, if any.
+    pub cluster: Option<Arc<Cluster>>,
+    /// Policy and the audit trail.
+    pub guard: Arc<Guard>,
+    /// Sign-in, tokens and roles.
+    pub auth: Arc<Auth>,
+}
+
 impl AppState {
-    /// Builds the state around an opened store.
-    pub fn new(
-        config: Arc<Config>,
-        store: Arc<dyn DocStore>,
-        metrics: Arc<Metrics>,
-        shutdown: CancellationToken,
-        tracker: TaskTracker,
-        cluster: Option<Arc<Cluster>>,
-        guard: Arc<Guard>,
-    ) -> Self {
+    /// Builds the state around opened services.
+    pub fn new(services: Services) -> Self {
+        let Services {
+            config,
+            store,
+            metrics,
+            shutdown,
+            tracker,
+            cluster,
+            guard,
+            auth,
+        } = services;
         let activity = ActivityHub::default();
         let shared = Arc::new(crate::docs::DocShared {
             store: store.clone(),
@@ -63,7 +92,15 @@ impl AppState {
             activity: activity.clone(),
             guard: guard.clone(),
         });
+        let redis = config
+            .cluster
+            .as_ref()
+            .map(|c| (c.redis_url.as_str(), c.prefix.as_str()));
+        // The cluster already opened this URL, so it parses.
+        let requests = RequestCounter::new(redis)
+            .unwrap_or_else(|_| RequestCounter::new(None).expect("no Redis, no error"));
         Self {
+            requests: Arc::new(requests),
             connection_slots: Arc::new(Semaphore::new(config.max_connections)),
             registry: crate::docs::Registry::new(shared),
             config,
@@ -74,6 +111,7 @@ impl AppState {
             cluster,
             activity,
             guard,
+            auth,
             next_conn: Arc::new(AtomicU64::new(1)),
         }
     }

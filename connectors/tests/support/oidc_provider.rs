@@ -27,8 +27,10 @@ pub struct OidcTestProvider {
     _log: tempfile::NamedTempFile,
 }
 
+/// The provider script's directory, from this crate's tests or from
+/// another workspace crate that includes this file by path.
 fn script_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../connectors/tests/oidc")
 }
 
 /// One `npm ci` at a time, even when several tests start providers at once.

@@ -7,13 +7,33 @@
 //! With no identity provider configured the server runs in anonymous mode:
 //! every caller is `anonymous` with the owner role. That mode is for local
 //! use only.
+//!
+//! The path of a request: [`credentials`] pulls what the client sent (a
+//! bearer token, `?token=`, the session cookie, its address) out of the
+//! request; [`Auth::authenticate`] turns it into a [`Principal`] (who, and
+//! what their credential allows at most); [`Auth::caller`] resolves the
+//! principal for one document or workspace into the [`Caller`] everything
+//! else reads. Roles are decided there from group rules and memberships;
+//! what a role may do is decided by the policy engine (see `guard`).
+
+pub mod config;
+pub mod credentials;
+pub mod keys;
+pub mod limits;
+pub mod session;
+pub mod store;
+pub mod store_pg;
+pub mod tokens;
+
+mod principal;
 
 use std::net::IpAddr;
 
 pub use connectors::Role;
+pub use principal::{AccessChange, Auth, AuthError, AuthStartError, Grant, Principal, Target};
 
 /// How a caller proved who they are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
     /// No identity provider configured (local use only).
@@ -28,6 +48,8 @@ pub enum AuthMethod {
     ApiKey,
     /// The local break-glass administrator.
     BreakGlass,
+    /// An LDAP bind (then a session cookie or a document token).
+    Ldap,
 }
 
 /// An authenticated caller, resolved for one workspace.
@@ -69,4 +91,28 @@ impl Caller {
     pub fn author(&self) -> &str {
         self.display_name.as_deref().unwrap_or(&self.user)
     }
+}
+
+/// Opens the identity store beside the document store the configuration
+/// names: its own sled database under the data directory, or the same
+/// PostgreSQL schema.
+pub fn open_store(
+    config: &crate::config::Config,
+) -> Result<std::sync::Arc<dyn store::IdentityStore>, store::IdentityStoreError> {
+    use crate::config::StoreKind;
+    Ok(match config.store {
+        StoreKind::Sled => std::sync::Arc::new(store::SledIdentityStore::open(
+            &config.data_dir.join("identity"),
+        )?),
+        StoreKind::Postgres => {
+            let url = config
+                .database_url
+                .as_ref()
+                .ok_or_else(|| store::IdentityStoreError("no database URL".into()))?;
+            std::sync::Arc::new(store_pg::PgIdentityStore::open(
+                url.expose(),
+                &config.database_schema,
+            )?)
+        }
+    })
 }

@@ -50,6 +50,14 @@ pub enum Command {
         /// The new scope.
         scope: Scope,
     },
+    /// Who is on a connection changed (a new role, after a membership
+    /// change): policy decides its next writes with this caller.
+    SetCaller {
+        /// The connection.
+        conn: ConnId,
+        /// Who it is now.
+        caller: Arc<crate::auth::Caller>,
+    },
     /// An update from the HTTP API; answered once durable.
     Write {
         /// The update bytes.

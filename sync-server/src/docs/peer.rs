@@ -48,8 +48,12 @@ pub enum CloseReason {
     /// Storage failed; the update could not be made durable.
     StorageUnavailable(String),
     /// The peer broke a protocol rule of this server (too many presence
-    /// clients, for example).
+    /// clients, for example), or went over a rate limit.
     PolicyViolation(String),
+    /// The peer's access was revoked (removed from the workspace, key
+    /// revoked, token expired) while connected. Code 4403 is in the range
+    /// y-websocket does not reconnect after.
+    AccessRevoked(String),
 }
 
 impl CloseReason {
@@ -67,6 +71,7 @@ impl CloseReason {
             CloseReason::StorageUnavailable(_) => 1011,
             CloseReason::SlowConsumer { .. } => 1013,
             CloseReason::Timeout => 1001,
+            CloseReason::AccessRevoked(_) => 4403,
         }
     }
 
@@ -82,6 +87,7 @@ impl CloseReason {
             CloseReason::Timeout => "timeout",
             CloseReason::StorageUnavailable(_) => "storage_unavailable",
             CloseReason::PolicyViolation(_) => "policy_violation",
+            CloseReason::AccessRevoked(_) => "access_revoked",
         }
     }
 
@@ -103,6 +109,7 @@ impl CloseReason {
             CloseReason::Timeout => "no message or pong received in time".to_owned(),
             CloseReason::StorageUnavailable(why) => format!("storage unavailable: {why}"),
             CloseReason::PolicyViolation(why) => why.clone(),
+            CloseReason::AccessRevoked(why) => format!("access revoked: {why}"),
         };
         clip(full, 123)
     }

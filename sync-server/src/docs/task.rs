@@ -13,8 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use crdt_core::{
-    Scope,
-    Applied, ApplyError, Change, Document, Effect, Encoding, FrameError, Presence, Session,
+    Applied, ApplyError, Change, Document, Effect, Encoding, FrameError, Presence, Scope, Session,
     SessionError, decode_with_references, wire,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -340,6 +339,11 @@ impl DocTask {
                 }
             }
             Command::Leave { conn } => self.remove_peer(conn, None),
+            Command::SetCaller { conn, caller } => {
+                if let Some(peer) = self.peers.get_mut(&conn) {
+                    peer.link.caller = caller;
+                }
+            }
             Command::Rescope { origin, scope } => {
                 for peer in self.peers.values_mut() {
                     if *peer.link.origin == *origin {
@@ -413,13 +417,9 @@ impl DocTask {
             match effect {
                 Effect::Reply(frame) => self.reply(conn, Bytes::from(frame)),
                 Effect::ReplyWithContent(frames) => self.hold(Held::Frames { conn, frames }),
-                Effect::Changed(change) => self.accept(
-                    Some(conn),
-                    origin.clone(),
-                    Some(&caller),
-                    change,
-                    received,
-                ),
+                Effect::Changed(change) => {
+                    self.accept(Some(conn), origin.clone(), Some(&caller), change, received)
+                }
                 Effect::PresenceChanged(update) => {
                     let frame = Bytes::from(wire::awareness(&update));
                     self.announce_presence(&frame);
@@ -432,7 +432,9 @@ impl DocTask {
                         &caller,
                         &self.name,
                         governance::audit::Outcome::Denied {
-                            policy: denied_by.clone().unwrap_or_else(|| "access.read-only".into()),
+                            policy: denied_by
+                                .clone()
+                                .unwrap_or_else(|| "access.read-only".into()),
                             reason: reason.clone(),
                         },
                         serde_json::json!({ "connection": conn.to_string() }),
@@ -894,6 +896,7 @@ fn refuse(command: Command, error: &DocError) {
         Command::Messages { .. }
         | Command::Leave { .. }
         | Command::Rescope { .. }
+        | Command::SetCaller { .. }
         | Command::Remote(_) => {}
     }
 }

@@ -284,6 +284,29 @@ impl Guard {
         });
     }
 
+    /// A fact about `caller` in `workspace` (`*`: the whole server), with
+    /// no document: a sign-in, a failed sign-in, a break-glass use.
+    /// Recorded in the background, like [`Guard::record_fact`].
+    pub fn record_event(
+        self: &Arc<Self>,
+        action: Action,
+        caller: &Caller,
+        workspace: &str,
+        outcome: Outcome,
+        details: serde_json::Value,
+    ) {
+        let event = AuditEvent::new(action, actor(caller), workspace, now_ms())
+            .source(self.source(caller))
+            .outcome(outcome)
+            .details(details);
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = this.governance.record(vec![event]).await {
+                tracing::error!(%error, ?action, "could not record an audit event");
+            }
+        });
+    }
+
     /// Appends the entries of one committed batch; returns once durable.
     pub async fn record_batch(&self, events: Vec<AuditEvent>) -> Result<(), String> {
         if events.is_empty() {

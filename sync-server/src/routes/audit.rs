@@ -12,7 +12,7 @@
 //! workspace when none is given).
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -21,6 +21,8 @@ use governance::store::{AuditQuery, Cursor};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::auth::Target;
+use crate::auth::credentials::Authenticated;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -86,12 +88,14 @@ impl SearchParams {
 /// Decides and records a read of the trail.
 async fn admit(
     state: &AppState,
-    headers: &HeaderMap,
+    auth: &Authenticated,
     action: Action,
     workspace: Option<&str>,
     details: serde_json::Value,
 ) -> Result<(), AppError> {
-    let caller = super::caller(headers);
+    let caller = auth
+        .caller(state, Target::Workspace(workspace.unwrap_or("*")))
+        .await?;
     let op = state
         .guard
         .operation(action, &caller, workspace.unwrap_or("*"), None)
@@ -101,7 +105,7 @@ async fn admit(
 
 async fn search(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    auth: Authenticated,
     Query(params): Query<SearchParams>,
 ) -> Result<Response, AppError> {
     let query = params.query()?;
@@ -119,7 +123,7 @@ async fn search(
     let workspace = params.workspace.as_deref();
     match format {
         None => {
-            admit(&state, &headers, Action::AuditSearch, workspace, filters).await?;
+            admit(&state, &auth, Action::AuditSearch, workspace, filters).await?;
             let page = log
                 .search(&query)
                 .await
@@ -131,7 +135,7 @@ async fn search(
             .into_response())
         }
         Some(format) => {
-            admit(&state, &headers, Action::AuditExport, workspace, filters).await?;
+            admit(&state, &auth, Action::AuditExport, workspace, filters).await?;
             let mut out = Vec::new();
             governance::audit::export(&log, query, format, &mut out, &mut |_| {})
                 .await
@@ -148,13 +152,13 @@ struct VerifyParams {
 
 async fn verify(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    auth: Authenticated,
     Query(params): Query<VerifyParams>,
 ) -> Result<Response, AppError> {
     let workspace = params.workspace.as_deref();
     admit(
         &state,
-        &headers,
+        &auth,
         Action::AuditVerify,
         workspace,
         json!({ "workspace": workspace }),

@@ -22,7 +22,7 @@
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use crdt_core::Encoding;
@@ -36,6 +36,8 @@ use governance::lineage::{EdgeKind, LineageEdge, LineageNode};
 
 use super::versions;
 use crate::auth::Caller;
+use crate::auth::Target;
+use crate::auth::credentials::Authenticated;
 use crate::docs::{Command, DocName, ReadKind, ReadOut};
 use crate::error::AppError;
 use crate::state::AppState;
@@ -154,13 +156,13 @@ async fn admit(
 
 async fn read(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    auth: Authenticated,
     uri: Uri,
     Query(query): Query<EncodingQuery>,
     Query(history): Query<versions::HistoryQuery>,
 ) -> Result<Response, AppError> {
     let (name, action) = target(&uri)?;
-    let caller = super::caller(&headers);
+    let caller = auth.caller(&state, Target::Document(&name)).await?;
     admit(&state, &caller, &name, &action, &history, false, &uri).await?;
     let registry = &state.registry;
     match action {
@@ -191,11 +193,10 @@ async fn read(
             {
                 ReadOut::State(bytes) => {
                     state.guard.lineage(exported(&caller, &name, &uri)).await;
-                    Ok((
-                    [(header::CONTENT_TYPE, "application/octet-stream")],
-                    bytes,
-                )
-                    .into_response())
+                    Ok(
+                        ([(header::CONTENT_TYPE, "application/octet-stream")], bytes)
+                            .into_response(),
+                    )
                 }
                 ReadOut::Json(_) => Err(AppError::Internal("expected a state".into())),
             }
@@ -214,7 +215,7 @@ async fn read(
 
 async fn write(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    auth: Authenticated,
     uri: Uri,
     Query(query): Query<EncodingQuery>,
     Query(history): Query<versions::HistoryQuery>,
@@ -222,7 +223,7 @@ async fn write(
     body: Body,
 ) -> Result<Response, AppError> {
     let (name, action) = target(&uri)?;
-    let caller = Arc::new(super::caller(&headers));
+    let caller = Arc::new(auth.caller(&state, Target::Document(&name)).await?);
     admit(&state, &caller, &name, &action, &history, true, &uri).await?;
     match action {
         Action::Update => write_update(&state, name, &query, caller, body).await,
@@ -292,9 +293,9 @@ async fn copy(
     source: Option<&str>,
     caller: Arc<Caller>,
 ) -> Result<Response, AppError> {
-    let source = DocName::parse(
-        source.ok_or_else(|| AppError::BadRequest("copy needs ?source={document to copy from}".into()))?,
-    )?;
+    let source = DocName::parse(source.ok_or_else(|| {
+        AppError::BadRequest("copy needs ?source={document to copy from}".into())
+    })?)?;
     let details = serde_json::json!({ "copied_to": name.as_str() });
     state
         .guard
@@ -329,7 +330,12 @@ async fn copy(
             details: serde_json::json!({ "bytes": update.len() }),
         })
         .await;
-    Ok(axum::Json(serde_json::json!({ "document": name.as_str(), "copied_from": source.as_str() })).into_response())
+    Ok(
+        axum::Json(
+            serde_json::json!({ "document": name.as_str(), "copied_from": source.as_str() }),
+        )
+        .into_response(),
+    )
 }
 
 /// The lineage edge of a whole-state download.

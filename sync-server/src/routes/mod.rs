@@ -4,24 +4,18 @@ mod activity;
 mod audit;
 mod docs;
 mod health;
+mod keys;
+mod limit;
+mod members;
 mod page;
 mod reports;
+mod signin;
+mod tokens;
 mod versions;
 
 use axum::Router;
-use axum::http::HeaderMap;
 
-use crate::auth::Caller;
 use crate::state::AppState;
-
-/// Who sent an HTTP request. Anonymous until sign-in is configured.
-pub(crate) fn caller(headers: &HeaderMap) -> Caller {
-    let user_agent = headers
-        .get(axum::http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    Caller::anonymous(None, user_agent)
-}
 
 /// Every route of the server.
 pub fn router(state: AppState) -> Router {
@@ -31,7 +25,15 @@ pub fn router(state: AppState) -> Router {
         .merge(activity::router())
         .merge(audit::router())
         .merge(reports::router())
+        .merge(tokens::router())
+        .merge(keys::router())
+        .merge(members::router())
+        .merge(signin::router())
         .merge(page::router())
         .merge(crate::ws::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit::limit,
+        ))
         .with_state(state)
 }

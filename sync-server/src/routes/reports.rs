@@ -14,17 +14,17 @@
 //! `document.read`) before it is built.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use governance::audit::Action;
-use governance::compliance::{
-    ReportFormat, access_review, gdpr_access, plan_erasure, render,
-};
+use governance::compliance::{ReportFormat, access_review, gdpr_access, plan_erasure, render};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::auth::Target;
+use crate::auth::credentials::Authenticated;
 use crate::docs::DocName;
 use crate::error::AppError;
 use crate::guard::ServerSource;
@@ -63,11 +63,11 @@ fn source(state: &AppState) -> ServerSource {
 
 async fn admit(
     state: &AppState,
-    headers: &HeaderMap,
+    auth: &Authenticated,
     workspace: &str,
     details: serde_json::Value,
 ) -> Result<(), AppError> {
-    let caller = super::caller(headers);
+    let caller = auth.caller(state, Target::Workspace(workspace)).await?;
     let op = state
         .guard
         .operation(Action::ReportGenerate, &caller, workspace, None)
@@ -87,27 +87,40 @@ fn rendered<R: governance::compliance::Report>(report: &R, format: ReportFormat)
 
 async fn gdpr(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    auth: Authenticated,
     Path(user): Path<String>,
     Query(params): Query<ReportParams>,
 ) -> Result<Response, AppError> {
     let format = params.format()?;
-    admit(&state, &headers, "*", json!({ "report": "gdpr_access", "user": user })).await?;
+    admit(
+        &state,
+        &auth,
+        "*",
+        json!({ "report": "gdpr_access", "user": user }),
+    )
+    .await?;
     let log = state.guard.governance().audit();
-    let report = gdpr_access(&user, &source(&state), log).await.map_err(failed)?;
+    let report = gdpr_access(&user, &source(&state), log)
+        .await
+        .map_err(failed)?;
     Ok(rendered(&report, format))
 }
 
 async fn erasure(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    auth: Authenticated,
     Path(user): Path<String>,
     Query(params): Query<ReportParams>,
 ) -> Result<Response, AppError> {
     let format = params.format()?;
-    admit(&state, &headers, "*", json!({ "report": "gdpr_erasure_plan", "user": user }))
-        .await?;
-    let caller = super::caller(&headers);
+    admit(
+        &state,
+        &auth,
+        "*",
+        json!({ "report": "gdpr_erasure_plan", "user": user }),
+    )
+    .await?;
+    let caller = auth.caller(&state, Target::Workspace("*")).await?;
     let log = state.guard.governance().audit();
     let plan = plan_erasure(&user, &caller.user, &source(&state), log)
         .await
@@ -117,7 +130,7 @@ async fn erasure(
 
 async fn review(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    auth: Authenticated,
     Query(params): Query<ReportParams>,
 ) -> Result<Response, AppError> {
     let format = params.format()?;
@@ -126,7 +139,7 @@ async fn review(
     let workspace = params.workspace.as_deref();
     admit(
         &state,
-        &headers,
+        &auth,
         workspace.unwrap_or("*"),
         json!({ "report": "soc2_access_review", "from": from, "to": to }),
     )
@@ -145,15 +158,20 @@ struct LineageParams {
 
 async fn lineage(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    auth: Authenticated,
     Path(document): Path<String>,
     Query(params): Query<LineageParams>,
 ) -> Result<Response, AppError> {
     let name = DocName::parse(&document)?;
-    let caller = super::caller(&headers);
+    let caller = auth.caller(&state, Target::Document(&name)).await?;
     state
         .guard
-        .admit(Action::DocumentRead, &caller, &name, json!({ "request": "lineage" }))
+        .admit(
+            Action::DocumentRead,
+            &caller,
+            &name,
+            json!({ "request": "lineage" }),
+        )
         .await?;
     let depth = params.depth.unwrap_or(3).min(10);
     let graph = state

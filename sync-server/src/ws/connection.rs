@@ -12,10 +12,12 @@ use futures_util::SinkExt;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::{MissedTickBehavior, interval, timeout};
 
+use crate::auth::credentials::Credentials;
+use crate::auth::limits::ConnectionMeter;
+use crate::auth::{AccessChange, AuthMethod, Caller, Principal, Target};
 use crate::docs::{
     CloseReason, Command, ConnId, Control, DocError, DocHandle, DocName, Outbound, PeerLink,
 };
-use crate::auth::{AuthMethod, Caller};
 use crate::state::AppState;
 use governance::audit::{Action, Outcome};
 
@@ -30,15 +32,34 @@ enum Ending {
     Client,
 }
 
+/// Who is on a connection: as resolved at the upgrade, and what is needed
+/// to resolve them again when their access changes.
+pub struct Who {
+    /// The caller at the upgrade.
+    pub caller: Arc<Caller>,
+    /// Who they are, before the workspace.
+    pub principal: Principal,
+    /// What they presented (re-checked: a key may be revoked).
+    pub credentials: Credentials,
+}
+
 /// Serves one upgraded connection until it ends.
 pub async fn serve(
     mut socket: WebSocket,
     state: AppState,
     name: DocName,
     scope: Scope,
-    caller: Arc<Caller>,
+    who: Who,
     _permit: OwnedSemaphorePermit,
 ) {
+    let Who {
+        caller,
+        principal,
+        credentials,
+    } = who;
+    // Subscribed before joining, so no change between the upgrade and the
+    // join goes unseen.
+    let changes = state.auth.subscribe();
     let metrics = state.metrics.clone();
     metrics.connections.inc();
     metrics.connections_total.inc();
@@ -65,6 +86,11 @@ pub async fn serve(
                 id,
                 handle: handle.clone(),
                 control,
+                name: &name,
+                principal,
+                credentials,
+                changes,
+                meter: ConnectionMeter::new(config.connection_limits, Instant::now()),
             };
             let ending = conn.run(outbound).await;
             // The document may already have removed us; a stopped task has.
@@ -154,6 +180,11 @@ struct Connection<'a> {
     id: ConnId,
     handle: DocHandle,
     control: Arc<Control>,
+    name: &'a DocName,
+    principal: Principal,
+    credentials: Credentials,
+    changes: tokio::sync::broadcast::Receiver<AccessChange>,
+    meter: ConnectionMeter,
 }
 
 impl Connection<'_> {
@@ -172,6 +203,17 @@ impl Connection<'_> {
                     return Ending::Server(self.control.reason().cloned().unwrap_or(CloseReason::GoingAway));
                 }
                 _ = shutdown.cancelled() => return Ending::Server(CloseReason::GoingAway),
+                change = self.changes.recv() => {
+                    let concerns = match &change {
+                        Ok(change) => change.concerns(&self.principal.user, self.name.workspace()),
+                        // Missed some: re-check rather than guess.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => false,
+                    };
+                    if concerns && let Err(reason) = self.recheck().await {
+                        return Ending::Server(reason);
+                    }
+                }
                 frame = outbound.recv() => {
                     let Some(frame) = frame else {
                         return Ending::Server(CloseReason::GoingAway);
@@ -217,6 +259,44 @@ impl Connection<'_> {
         }
     }
 
+    /// Resolves the caller again after an access change: with no role left
+    /// (or a credential no longer valid) the connection ends with 4403;
+    /// otherwise the document decides its next writes with the new role.
+    async fn recheck(&mut self) -> Result<(), CloseReason> {
+        let auth = &self.state.auth;
+        let resolved = match auth.authenticate(&self.credentials).await {
+            Ok(principal) => {
+                self.principal = principal;
+                auth.caller(
+                    &self.principal,
+                    Target::Document(self.name),
+                    &self.credentials,
+                )
+                .await
+            }
+            Err(error) => Err(error),
+        };
+        let caller = match resolved {
+            Ok(caller) if caller.role.is_some() => caller,
+            Ok(caller) => {
+                return Err(CloseReason::AccessRevoked(format!(
+                    "{} has no role in workspace {:?}",
+                    caller.user,
+                    self.name.workspace()
+                )));
+            }
+            Err(error) => return Err(CloseReason::AccessRevoked(error.to_string())),
+        };
+        let command = Command::SetCaller {
+            conn: self.id,
+            caller: Arc::new(caller),
+        };
+        self.handle
+            .send(command)
+            .await
+            .map_err(|_| CloseReason::StorageUnavailable("document task stopped; reconnect".into()))
+    }
+
     /// Writes `first` and whatever else is queued, flushing once. A sync
     /// reply's frames are flushed one by one, so a large document streams
     /// out instead of piling up in the socket's buffer.
@@ -258,6 +338,16 @@ impl Connection<'_> {
         metrics.bytes_in.inc_by(frame.len() as u64);
         let messages = crdt_core::wire::decode_frame(&frame, &self.state.config.docs.limits)
             .map_err(|error| frame_close_reason(&error))?;
+        let now = Instant::now();
+        for message in &messages {
+            use yrs::sync::{Message as M, SyncMessage as S};
+            let counted = match message {
+                M::Sync(S::SyncStep2(_) | S::Update(_)) => self.meter.update(now),
+                M::Awareness(_) => self.meter.awareness(now),
+                _ => Ok(()),
+            };
+            counted.map_err(CloseReason::PolicyViolation)?;
+        }
         let command = Command::Messages {
             conn: self.id,
             messages,

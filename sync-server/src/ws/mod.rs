@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Path, Query, State, WebSocketUpgrade};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use std::sync::Arc;
@@ -16,6 +15,8 @@ use std::sync::Arc;
 use crdt_core::Scope;
 use governance::audit::Action;
 
+use crate::auth::Target;
+use crate::auth::credentials::Credentials;
 use crate::docs::DocName;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -32,7 +33,7 @@ pub fn router() -> Router<AppState> {
 
 async fn upgrade(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    credentials: Credentials,
     Path(document): Path<String>,
     Query(params): Query<HashMap<String, String>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -49,9 +50,17 @@ async fn upgrade(
             )));
         }
     };
-    let caller = Arc::new(crate::routes::caller(&headers));
+    // Refused before the upgrade, as an HTTP status naming the problem:
+    // browsers hide close reasons of connections that never opened.
+    let principal = crate::auth::credentials::authenticate(&state, &credentials).await?;
+    let caller = state
+        .auth
+        .caller(&principal, Target::Document(&name), &credentials)
+        .await?;
+    let caller = Arc::new(caller);
     // On record before the upgrade is answered; a refusal names the policy.
-    let details = serde_json::json!({ "access": if scope == Scope::ReadOnly { "read" } else { "write" } });
+    let details =
+        serde_json::json!({ "access": if scope == Scope::ReadOnly { "read" } else { "write" } });
     state
         .guard
         .admit(Action::Connect, &caller, &name, details)
@@ -70,6 +79,11 @@ async fn upgrade(
         // 128 KiB tungstenite reserves by default.
         .read_buffer_size(4 * 1024)
         .on_upgrade(move |socket| {
-            tracker.track_future(connection::serve(socket, state, name, scope, caller, permit))
+            let who = connection::Who {
+                caller,
+                principal,
+                credentials,
+            };
+            tracker.track_future(connection::serve(socket, state, name, scope, who, permit))
         }))
 }

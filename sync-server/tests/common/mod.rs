@@ -175,6 +175,52 @@ impl Client {
         }
     }
 
+    /// Connects with `Authorization: Bearer <bearer>` (when given) and
+    /// completes the handshake; a refused upgrade is `Err((status, body))`.
+    pub async fn connect_as(url: &str, bearer: Option<&str>) -> Result<Client, (u16, String)> {
+        let mut client = Self::open_as(url, bearer).await?;
+        client.handshake().await;
+        Ok(client)
+    }
+
+    /// [`Client::connect_as`] without the handshake.
+    pub async fn open_as(url: &str, bearer: Option<&str>) -> Result<Client, (u16, String)> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url.into_client_request().expect("a WebSocket URL");
+        if let Some(token) = bearer {
+            request.headers_mut().insert(
+                "authorization",
+                format!("Bearer {token}").parse().expect("header value"),
+            );
+        }
+        let ws = match connect_async(request).await {
+            Ok((ws, _)) => ws,
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                let body = response
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                return Err((response.status().as_u16(), body));
+            }
+            Err(e) => panic!("connect {url}: {e}"),
+        };
+        let doc = Doc::new();
+        let text = doc.get_or_insert_text("t");
+        Ok(Client {
+            ws,
+            doc,
+            text,
+            synced: false,
+            presence: HashMap::new(),
+            frames: 0,
+            largest_frame: 0,
+            update_frames: 0,
+            denied: Vec::new(),
+            closed: None,
+        })
+    }
+
     /// Connects again, to `url`, keeping the document, as a provider does
     /// after its connection dropped: the handshake sends what the server
     /// lacks and receives what this client lacks.
@@ -360,6 +406,14 @@ impl Client {
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
     }
+}
+
+/// The `"error"` of a JSON error body, or the body itself.
+pub fn error_of(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| body.to_owned())
 }
 
 /// A v1 update that inserts `s` into the text root `t`, from a fresh client.
