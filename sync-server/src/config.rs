@@ -347,6 +347,17 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_requests_per_min_per_key: Option<u32>,
 
+    /// PEM certificate chain to serve HTTPS/WSS with (needs tls-key).
+    /// [default: none, plain HTTP]
+    #[arg(long, env = "SYNC_TLS_CERT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of tls-cert. [default: none]
+    #[arg(long, env = "SYNC_TLS_KEY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+
     /// Seconds shutdown waits for documents to flush before giving up.
     /// [default: 10]
     #[arg(long, env = "SYNC_SHUTDOWN_TIMEOUT_SECS")]
@@ -504,6 +515,17 @@ pub struct Config {
     pub connection_limits: ConnectionLimits,
     /// HTTP request rates.
     pub request_limits: RequestLimits,
+    /// Certificate and key files when the server terminates TLS.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Where the TLS certificate chain and key are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
 }
 
 /// Audit trail and policy settings.
@@ -592,7 +614,17 @@ impl Config {
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let identity = IdentityConfig::resolve(identity_file, s.token_secret, s.token_max_ttl_secs)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let tls = match (s.tls_cert, s.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "tls-cert and tls-key go together: give both or neither".into(),
+                ));
+            }
+        };
         let config = Config {
+            tls,
             identity,
             connection_limits: ConnectionLimits {
                 updates_per_sec: s.max_updates_per_sec.unwrap_or(1000),

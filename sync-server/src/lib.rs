@@ -28,11 +28,11 @@ pub mod routes;
 pub mod shutdown;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod ws;
 
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -63,6 +63,9 @@ pub enum ServerError {
     /// The identity providers could not be reached or are misconfigured.
     #[error("identity: {0}")]
     Auth(#[from] auth::AuthStartError),
+    /// The TLS certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// The store of users, memberships and keys could not open.
     #[error(transparent)]
     IdentityStore(#[from] auth::store::IdentityStoreError),
@@ -117,6 +120,12 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
+    // Certificate problems stop the start before anything is opened.
+    let tls_config = config
+        .tls
+        .as_ref()
+        .map(|files| tls::server_config(&files.cert, &files.key))
+        .transpose()?;
     let config = Arc::new(config);
     let tracker = TaskTracker::new();
     let metrics = Arc::new(Metrics::new());
@@ -153,18 +162,23 @@ pub async fn serve(
         guard: guard.clone(),
         auth,
     });
-    let app = routes::router(state);
-    // Sync frames are small and latency-bound: without TCP_NODELAY, Nagle's
-    // algorithm and delayed ACKs hold a frame back for up to 40 ms.
-    let listener = listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY");
+    let app = routes::router(state)
+        .into_make_service_with_connect_info::<auth::credentials::ClientAddr>();
+    let stop = shutdown.clone().cancelled_owned();
+    match &tls_config {
+        Some(tls) => {
+            let listener =
+                tls::TlsListener::start(listener, tls.clone(), shutdown.clone(), &tracker)?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await?;
         }
-    });
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await?;
+        None => {
+            axum::serve(tls::PlainListener(listener), app)
+                .with_graceful_shutdown(stop)
+                .await?;
+        }
+    }
     tracker.close();
     let drained = tokio::time::timeout(config.shutdown_timeout, tracker.wait()).await;
     guard.close().await;

@@ -72,8 +72,8 @@ impl Credentials {
             credential,
             ip: parts
                 .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
+                .get::<ConnectInfo<ClientAddr>>()
+                .map(|c| c.0.0.ip()),
             user_agent: headers
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
@@ -173,3 +173,8 @@ impl FromRequestParts<AppState> for Authenticated {
         })
     }
 }
+
+/// The client's address as axum's connect info, for the plain and the
+/// TLS listener alike (see `crate::tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
