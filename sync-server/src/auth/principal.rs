@@ -415,14 +415,16 @@ impl Auth {
 
     fn session(&self, cookie: &str) -> Result<Principal, AuthError> {
         let claims = self.ours(cookie, TokenKind::Session)?;
-        let grant = match claims.method {
-            AuthMethod::BreakGlass => Grant::Everything,
-            _ => Grant::Directory,
+        // The break-glass administrator stays visible as such on every
+        // audit entry its session leaves.
+        let (grant, method) = match claims.method {
+            AuthMethod::BreakGlass => (Grant::Everything, AuthMethod::BreakGlass),
+            _ => (Grant::Directory, AuthMethod::Session),
         };
         Ok(Principal {
             user: claims.sub,
             display_name: claims.name,
-            method: AuthMethod::Session,
+            method,
             groups: claims.groups,
             grant,
         })

@@ -1,6 +1,7 @@
 //! Browser sign-in: `/auth/login` → identity provider → `/auth/callback`
 //! (OIDC authorization code with PKCE), `POST /auth/ldap` (directory
-//! bind), `POST /auth/logout`, and `GET /auth/me`. A successful sign-in
+//! bind), `POST /auth/break-glass` (the local administrator, off unless
+//! configured), `POST /auth/logout`, and `GET /auth/me`. A successful sign-in
 //! sets the session cookie; every sign-in and failed sign-in is on the
 //! audit trail.
 
@@ -26,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/auth/login", get(login))
         .route("/auth/callback", get(callback))
         .route("/auth/ldap", post(ldap))
+        .route("/auth/break-glass", post(break_glass))
         .route("/auth/logout", post(logout))
         .route("/auth/me", get(me))
 }
@@ -159,6 +161,64 @@ async fn ldap(
         result.map_err(|e| format!("{e} ({attempted})")),
         AuthMethod::Ldap,
         "ldap",
+    )
+}
+
+#[derive(Deserialize)]
+struct BreakGlassLogin {
+    user: String,
+    password: String,
+}
+
+/// The local administrator, for when the identity provider is down: off
+/// unless the identity file has a `[break-glass]` account; every use (and
+/// every failed attempt) is on the audit trail.
+async fn break_glass(
+    State(state): State<AppState>,
+    credentials: Credentials,
+    Json(login): Json<BreakGlassLogin>,
+) -> Result<Response, AppError> {
+    let account = state
+        .auth
+        .config()
+        .break_glass
+        .clone()
+        .ok_or_else(|| AppError::NotFound("break-glass sign-in is off".into()))?;
+    let attempted = login.user.clone();
+    let hash = account.password_argon2.clone();
+    // Argon2 is slow on purpose: off the runtime's threads.
+    let verified = tokio::task::spawn_blocking(move || {
+        use argon2::PasswordVerifier;
+        let parsed = argon2::PasswordHash::new(&hash).map_err(|e| e.to_string())?;
+        Ok::<bool, String>(
+            argon2::Argon2::default()
+                .verify_password(login.password.as_bytes(), &parsed)
+                .is_ok(),
+        )
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.to_string()))?
+    .map_err(|e| AppError::Internal(format!("break-glass hash: {e}")))?;
+    let result = if verified && login.user == account.user {
+        Ok(Identity {
+            subject: account.user.clone(),
+            issuer: "break-glass".into(),
+            email: None,
+            name: Some(format!("{} (break-glass)", account.user)),
+            groups: Vec::new(),
+            expires_at: None,
+        })
+    } else {
+        Err(format!(
+            "invalid break-glass user or password ({attempted})"
+        ))
+    };
+    signed_in(
+        &state,
+        &credentials,
+        result,
+        AuthMethod::BreakGlass,
+        "break-glass",
     )
 }
 
