@@ -38,9 +38,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use cluster::Cluster;
-use guard::Guard;
 pub use config::Config;
 use config::StoreKind;
+use guard::Guard;
 use metrics::Metrics;
 use state::AppState;
 use store::{DocStore, PostgresConfig, PostgresStore, SledConfig, SledStore, StoreError};
@@ -85,6 +85,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn DocStore>, StoreError
                 schema: config.database_schema.clone(),
                 synchronous_commit: config.fsync,
                 commit_delay: config.commit_delay,
+                pool_size: config.database_pool_size,
             })
             .await?
         }

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use crdt_core::{
-    Scope,
-    Applied, ApplyError, Change, Document, Effect, Encoding, FrameError, Presence, Session,
+    Applied, ApplyError, Change, Document, Effect, Encoding, FrameError, Presence, Scope, Session,
     SessionError, decode_with_references, wire,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -29,7 +28,7 @@ use super::peer::{CloseReason, ConnId, PeerLink, SendError};
 use super::registry::{DocShared, Registry};
 use super::sequence::Sequence;
 use crate::auth::Caller;
-use crate::history::{ActivityKind, VersionMeta};
+use crate::history::{ActivityKind, Bucket, NewActivity, VersionMeta};
 use crate::store::{Appended, NewUpdate, Snapshot, StoreError, StoredDoc};
 
 mod history;
@@ -50,7 +49,8 @@ struct Peer {
 enum Event {
     Committed(Result<Appended, StoreError>, Duration),
     Compacted(Result<(usize, usize), DocError>),
-    ActivityStored,
+    ActivityStored(Result<(), Vec<NewActivity>>),
+    AttributionStored(Result<(), Vec<Bucket>>),
     VersionStored {
         result: Result<VersionMeta, DocError>,
         restored: Option<u64>,
@@ -292,8 +292,12 @@ impl DocTask {
                 }
                 Ok(())
             }
-            Event::ActivityStored => {
-                self.on_activity_stored();
+            Event::ActivityStored(result) => {
+                self.on_activity_stored(result);
+                Ok(())
+            }
+            Event::AttributionStored(result) => {
+                self.on_attribution_stored(result);
                 Ok(())
             }
             Event::VersionStored { result, restored } => {
@@ -413,13 +417,9 @@ impl DocTask {
             match effect {
                 Effect::Reply(frame) => self.reply(conn, Bytes::from(frame)),
                 Effect::ReplyWithContent(frames) => self.hold(Held::Frames { conn, frames }),
-                Effect::Changed(change) => self.accept(
-                    Some(conn),
-                    origin.clone(),
-                    Some(&caller),
-                    change,
-                    received,
-                ),
+                Effect::Changed(change) => {
+                    self.accept(Some(conn), origin.clone(), Some(&caller), change, received)
+                }
                 Effect::PresenceChanged(update) => {
                     let frame = Bytes::from(wire::awareness(&update));
                     self.announce_presence(&frame);
@@ -432,7 +432,9 @@ impl DocTask {
                         &caller,
                         &self.name,
                         governance::audit::Outcome::Denied {
-                            policy: denied_by.clone().unwrap_or_else(|| "access.read-only".into()),
+                            policy: denied_by
+                                .clone()
+                                .unwrap_or_else(|| "access.read-only".into()),
                             reason: reason.clone(),
                         },
                         serde_json::json!({ "connection": conn.to_string() }),
@@ -774,7 +776,7 @@ impl DocTask {
             self.broadcast(None, Bytes::from(wire::awareness(&removal)));
         }
         self.presence.prune(now_ms());
-        self.flush_attribution();
+        self.retry_history();
         self.auto_version_if_due();
         if self.shared.cluster.is_some() && self.catch_up_due() {
             self.catch_up().await;
@@ -783,7 +785,12 @@ impl DocTask {
 
     fn idle_for(&self) -> Duration {
         match self.idle_since {
-            Some(since) if self.peers.is_empty() && self.pipeline.is_idle() && !self.compacting => {
+            Some(since)
+                if self.peers.is_empty()
+                    && self.pipeline.is_idle()
+                    && !self.compacting
+                    && !self.history_pending() =>
+            {
                 since.elapsed()
             }
             _ => Duration::ZERO,
