@@ -175,8 +175,9 @@ impl Document {
             }
         }
         // What waited may now be ready, alone or together, and what that
-        // releases in turn.
-        loop {
+        // releases in turn. Nearly always nothing waits: skip the state
+        // vector then, it is the costliest part of this bookkeeping.
+        while !self.waiting.is_empty() {
             let have = self.state_vector();
             if let Some(waiting) = self.waiting.take_ready(&have) {
                 self.integrate(waiting.decoded.update)?;

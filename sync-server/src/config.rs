@@ -125,6 +125,13 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_schema: Option<String>,
 
+    /// PostgreSQL connections per node: the log writer, document loads,
+    /// compactions and history writes share them. Nodes together must stay
+    /// under the database's `max_connections`. [default: 16]
+    #[arg(long, env = "SYNC_DATABASE_POOL_SIZE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_pool_size: Option<u32>,
+
     /// Largest WebSocket frame accepted, in bytes; a larger one closes the
     /// connection with code 1009. [default: 16777216]
     #[arg(long, env = "SYNC_MAX_FRAME_BYTES")]
@@ -481,6 +488,8 @@ pub struct Config {
     pub database_url: Option<DatabaseUrl>,
     /// PostgreSQL schema of the tables.
     pub database_schema: String,
+    /// PostgreSQL connections per node.
+    pub database_pool_size: u32,
     /// How documents behave.
     pub docs: DocConfig,
     /// Most WebSocket connections at once.
@@ -642,6 +651,7 @@ impl Config {
             data_dir,
             database_url: s.database_url.map(DatabaseUrl),
             database_schema: s.database_schema.unwrap_or_else(|| "public".to_owned()),
+            database_pool_size: s.database_pool_size.unwrap_or(16),
             docs,
             max_connections: s.max_connections.unwrap_or(20_000),
             outbound_queue_frames: s.outbound_queue_frames.unwrap_or(512),
@@ -691,6 +701,9 @@ impl Config {
         }
         if self.store == StoreKind::Postgres && self.database_url.is_none() {
             return invalid("store postgres needs database-url (or SYNC_DATABASE_URL)");
+        }
+        if self.database_pool_size < 2 {
+            return invalid("database-pool-size must be at least 2: the log writer keeps one");
         }
         if !PostgresConfig::is_valid_schema(&self.database_schema) {
             return invalid(

@@ -94,6 +94,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn DocStore>, StoreError
                 schema: config.database_schema.clone(),
                 synchronous_commit: config.fsync,
                 commit_delay: config.commit_delay,
+                pool_size: config.database_pool_size,
             })
             .await?
         }

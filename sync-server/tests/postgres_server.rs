@@ -211,3 +211,84 @@ async fn two_nodes_on_one_database_keep_both_nodes_edits() {
     assert!(stored.snapshot.is_some(), "the nodes compacted");
     store.close().await.unwrap();
 }
+
+/// The count of rows in `table` of this schema.
+async fn rows(schema: &TestSchema, table: &str) -> i64 {
+    let mut conn = schema.connect().await;
+    let count: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_writes_that_fail_are_retried_not_dropped() {
+    let schema = TestSchema::new();
+    let doc = "acme/history-outage";
+    let node = Node::serve(&schema, |_| {}).await;
+    // Attribution and activity cannot be written; the update log still can.
+    schema
+        .execute(
+            "ALTER TABLE attribution ADD CONSTRAINT outage CHECK (false) NOT VALID;
+             ALTER TABLE activity ADD CONSTRAINT outage CHECK (false) NOT VALID;",
+        )
+        .await;
+    let mut writer = Client::connect(&node.ws(doc)).await;
+    writer.insert("written during the outage").await;
+    let metrics = || async {
+        reqwest::get(node.http("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let failed = |body: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix("sync_store_errors_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while failed(&metrics().await) < 2.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no history write failed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rows(&schema, "attribution").await, 0);
+    assert_eq!(rows(&schema, "activity").await, 0);
+
+    // The outage ends: what failed is written on a later try.
+    schema
+        .execute(
+            "ALTER TABLE attribution DROP CONSTRAINT outage;
+             ALTER TABLE activity DROP CONSTRAINT outage;",
+        )
+        .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while rows(&schema, "attribution").await == 0 || rows(&schema, "activity").await < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "history written during the outage was not retried"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let feed: serde_json::Value = reqwest::get(node.http("/api/activity/acme"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = feed["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{feed}"))
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert!(kinds.contains(&"join") && kinds.contains(&"edit"), "{feed}");
+    writer.close().await;
+    node.stop().await;
+}

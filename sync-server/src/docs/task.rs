@@ -28,7 +28,7 @@ use super::peer::{CloseReason, ConnId, PeerLink, SendError};
 use super::registry::{DocShared, Registry};
 use super::sequence::Sequence;
 use crate::auth::Caller;
-use crate::history::{ActivityKind, VersionMeta};
+use crate::history::{ActivityKind, Bucket, NewActivity, VersionMeta};
 use crate::store::{Appended, NewUpdate, Snapshot, StoreError, StoredDoc};
 
 mod history;
@@ -49,7 +49,8 @@ struct Peer {
 enum Event {
     Committed(Result<Appended, StoreError>, Duration),
     Compacted(Result<(usize, usize), DocError>),
-    ActivityStored,
+    ActivityStored(Result<(), Vec<NewActivity>>),
+    AttributionStored(Result<(), Vec<Bucket>>),
     VersionStored {
         result: Result<VersionMeta, DocError>,
         restored: Option<u64>,
@@ -291,8 +292,12 @@ impl DocTask {
                 }
                 Ok(())
             }
-            Event::ActivityStored => {
-                self.on_activity_stored();
+            Event::ActivityStored(result) => {
+                self.on_activity_stored(result);
+                Ok(())
+            }
+            Event::AttributionStored(result) => {
+                self.on_attribution_stored(result);
                 Ok(())
             }
             Event::VersionStored { result, restored } => {
@@ -776,7 +781,7 @@ impl DocTask {
             self.broadcast(None, Bytes::from(wire::awareness(&removal)));
         }
         self.presence.prune(now_ms());
-        self.flush_attribution();
+        self.retry_history();
         self.auto_version_if_due();
         if self.shared.cluster.is_some() && self.catch_up_due() {
             self.catch_up().await;
@@ -785,7 +790,12 @@ impl DocTask {
 
     fn idle_for(&self) -> Duration {
         match self.idle_since {
-            Some(since) if self.peers.is_empty() && self.pipeline.is_idle() && !self.compacting => {
+            Some(since)
+                if self.peers.is_empty()
+                    && self.pipeline.is_idle()
+                    && !self.compacting
+                    && !self.history_pending() =>
+            {
                 since.elapsed()
             }
             _ => Duration::ZERO,

@@ -50,6 +50,25 @@ impl Attribution {
         self.pending.drain().map(|(_, bucket)| bucket).collect()
     }
 
+    /// Puts back buckets whose write failed, merged with what was recorded
+    /// meanwhile, so the next write carries both.
+    pub fn restore(&mut self, buckets: Vec<Bucket>) {
+        for bucket in buckets {
+            match self.pending.entry((bucket.origin.clone(), bucket.minute)) {
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(bucket);
+                }
+                std::collections::hash_map::Entry::Occupied(mut slot) => {
+                    let held = slot.get_mut();
+                    held.updates += bucket.updates;
+                    held.bytes += bucket.bytes;
+                    held.inserted.merge_with(bucket.inserted);
+                    held.deleted.merge_with(bucket.deleted);
+                }
+            }
+        }
+    }
+
     /// Whether anything awaits storing.
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()

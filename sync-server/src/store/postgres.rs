@@ -50,6 +50,10 @@ pub struct PostgresConfig {
     pub synchronous_commit: bool,
     /// Extra time the writer waits to gather more appends into one commit.
     pub commit_delay: Duration,
+    /// Connections of this node: the writer keeps one; loads, compactions
+    /// and history writes of documents share the rest. Several nodes share
+    /// the database's `max_connections` (100 by default).
+    pub pool_size: u32,
 }
 
 impl std::fmt::Debug for PostgresConfig {
@@ -129,10 +133,6 @@ pub struct PostgresStore {
     writer: Mutex<Option<(mpsc::UnboundedSender<Job>, JoinHandle<()>)>>,
 }
 
-/// Connections per node: the writer, plus loads and compactions of
-/// documents opening at the same time. Several nodes share the database's
-/// `max_connections` (100 by default).
-const POOL_CONNECTIONS: u32 = 8;
 /// How long an operation waits for a free connection (or a new one).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long opening waits for the first connection.
@@ -227,7 +227,7 @@ impl PostgresStore {
             tracing::debug!(%error, "closing the probe connection");
         }
         let pool = PgPoolOptions::new()
-            .max_connections(POOL_CONNECTIONS)
+            .max_connections(config.pool_size)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with(options);
         if let Err(e) = prepare_schema(&pool, &schema).await {
@@ -580,6 +580,7 @@ mod tests {
             schema: "public".into(),
             synchronous_commit: true,
             commit_delay: Duration::ZERO,
+            pool_size: 8,
         };
         assert_send(&PostgresStore::open(config));
     }
@@ -591,6 +592,7 @@ mod tests {
             schema: "public".into(),
             synchronous_commit: true,
             commit_delay: Duration::ZERO,
+            pool_size: 8,
         };
         assert!(!format!("{config:?}").contains("hunter2"));
     }

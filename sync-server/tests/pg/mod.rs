@@ -54,6 +54,7 @@ impl TestSchema {
             schema: self.name.clone(),
             synchronous_commit: true,
             commit_delay: Duration::ZERO,
+            pool_size: 8,
         }
     }
 

@@ -5,7 +5,11 @@
 //! the durability pipeline like any other output, so a stored version
 //! never reflects an update the log could still lose. Attribution and
 //! activity are batched: at most one store write of each is in flight per
-//! document, and what arrives meanwhile joins the next one.
+//! document, and what arrives meanwhile joins the next one. A write that
+//! fails is put back and retried after [`RETRY_AFTER`]; a document does not
+//! unload while history waits to be stored. Neither grows without bound
+//! while the store is down: the update log fails too, so edits stop being
+//! accepted, and attribution is kept per author and minute.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,11 +24,14 @@ use super::{DocTask, Event, now_ms};
 use crate::docs::batch::{Held, PendingVersion};
 use crate::docs::command::DocError;
 use crate::history::{
-    ActivityKind, Attribution, NewActivity, NewVersion, VersionKind, VersionMeta,
+    ActivityKind, Attribution, Bucket, NewActivity, NewVersion, VersionKind, VersionMeta,
 };
 
 /// Author of automatic versions.
 const SYSTEM: &str = "system";
+
+/// How long after a failed history write the next one is tried.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// History state of one document task.
 #[derive(Default)]
@@ -38,6 +45,10 @@ pub(super) struct History {
     activity: Vec<NewActivity>,
     /// An activity write is in flight.
     storing_activity: bool,
+    /// An attribution write is in flight.
+    storing_attribution: bool,
+    /// A history write failed: no new one before this.
+    retry_at: Option<Instant>,
     /// An automatic version is held or being stored.
     auto_pending: bool,
 }
@@ -68,6 +79,12 @@ impl Default for AutoVersions {
     }
 }
 
+impl History {
+    fn backing_off(&self) -> bool {
+        self.retry_at.is_some_and(|at| Instant::now() < at)
+    }
+}
+
 impl DocTask {
     /// Records an accepted change for attribution and activity.
     pub(super) fn record_edit(&mut self, origin: &str, change: &Change, at_ms: u64) {
@@ -93,7 +110,10 @@ impl DocTask {
     }
 
     fn store_activity(&mut self) {
-        if self.history.storing_activity || self.history.activity.is_empty() {
+        if self.history.storing_activity
+            || self.history.activity.is_empty()
+            || self.history.backing_off()
+        {
             return;
         }
         self.history.storing_activity = true;
@@ -101,36 +121,86 @@ impl DocTask {
         let shared = self.shared.clone();
         let done = self.events_tx.clone();
         self.shared.tracker.spawn(async move {
-            match shared.store.add_activity(events).await {
-                Ok(stored) => shared.activity.publish(&stored),
+            let result = match shared.store.add_activity(events.clone()).await {
+                Ok(stored) => {
+                    shared.activity.publish(&stored);
+                    Ok(())
+                }
                 Err(error) => {
                     shared.metrics.store_errors.inc();
-                    tracing::warn!(%error, "activity events could not be stored");
+                    tracing::warn!(%error, "activity events could not be stored; will retry");
+                    Err(events)
                 }
-            }
-            let _task_gone = done.send(Event::ActivityStored);
+            };
+            let _task_gone = done.send(Event::ActivityStored(result));
         });
     }
 
-    pub(super) fn on_activity_stored(&mut self) {
+    pub(super) fn on_activity_stored(&mut self, result: Result<(), Vec<NewActivity>>) {
         self.history.storing_activity = false;
+        match result {
+            Ok(()) => self.history.retry_at = None,
+            Err(mut events) => {
+                events.append(&mut self.history.activity);
+                self.history.activity = events;
+                self.history.retry_at = Some(Instant::now() + RETRY_AFTER);
+            }
+        }
         self.store_activity();
     }
 
-    /// Stores attribution recorded since the last flush.
+    /// Stores attribution recorded since the last flush (one write at a
+    /// time; a failed one is merged back and retried).
     pub(super) fn flush_attribution(&mut self) {
-        if self.history.attribution.is_empty() {
+        if self.history.storing_attribution
+            || self.history.attribution.is_empty()
+            || self.history.backing_off()
+        {
             return;
         }
+        self.history.storing_attribution = true;
         let buckets = self.history.attribution.take();
         let shared = self.shared.clone();
         let name = self.name.clone();
+        let done = self.events_tx.clone();
         self.shared.tracker.spawn(async move {
-            if let Err(error) = shared.store.add_attribution(&name, buckets).await {
-                shared.metrics.store_errors.inc();
-                tracing::warn!(doc = %name, %error, "attribution could not be stored");
-            }
+            let result = match shared.store.add_attribution(&name, buckets.clone()).await {
+                Ok(()) => Ok(()),
+                Err(error) => {
+                    shared.metrics.store_errors.inc();
+                    tracing::warn!(doc = %name, %error, "attribution could not be stored; will retry");
+                    Err(buckets)
+                }
+            };
+            let _task_gone = done.send(Event::AttributionStored(result));
         });
+    }
+
+    pub(super) fn on_attribution_stored(&mut self, result: Result<(), Vec<Bucket>>) {
+        self.history.storing_attribution = false;
+        match result {
+            Ok(()) => self.history.retry_at = None,
+            Err(buckets) => {
+                self.history.attribution.restore(buckets);
+                self.history.retry_at = Some(Instant::now() + RETRY_AFTER);
+            }
+        }
+    }
+
+    /// Whether history is written or waiting to be: the document stays
+    /// loaded until it is stored.
+    pub(super) fn history_pending(&self) -> bool {
+        let h = &self.history;
+        h.storing_activity
+            || h.storing_attribution
+            || !h.activity.is_empty()
+            || !h.attribution.is_empty()
+    }
+
+    /// Retries history writes that failed, once their wait is over.
+    pub(super) fn retry_history(&mut self) {
+        self.store_activity();
+        self.flush_attribution();
     }
 
     /// Takes an automatic version when edits stopped for long enough or
@@ -321,8 +391,18 @@ impl DocTask {
 
     /// Before the task unloads: store what history is still in memory. The
     /// pipeline is idle, so the version can be stored directly.
+    /// The last history writes of a task that stops. Writes still in
+    /// flight finish on their own; what fails here cannot be retried, so it
+    /// is logged as an error with what was lost.
     pub(super) async fn flush_history(&mut self) {
-        self.flush_attribution();
+        if !self.history.attribution.is_empty() {
+            let buckets = self.history.attribution.take();
+            let count = buckets.len();
+            if let Err(error) = self.shared.store.add_attribution(&self.name, buckets).await {
+                self.shared.metrics.store_errors.inc();
+                tracing::error!(doc = %self.name, %error, buckets = count, "attribution lost at close");
+            }
+        }
         if self.history.edits_since_version > 0 && !self.history.auto_pending {
             let version = NewVersion {
                 kind: VersionKind::Auto,
@@ -348,7 +428,8 @@ impl DocTask {
             match self.shared.store.add_activity(events).await {
                 Ok(stored) => self.shared.activity.publish(&stored),
                 Err(error) => {
-                    tracing::warn!(doc = %self.name, %error, "activity could not be stored")
+                    self.shared.metrics.store_errors.inc();
+                    tracing::error!(doc = %self.name, %error, "activity events lost at close")
                 }
             }
         }
