@@ -110,7 +110,10 @@ async fn every_kind_of_operation_leaves_its_audit_entry() {
     assert_eq!(accepted["event"]["document"], "acme/plan");
     assert!(accepted["event"]["details"]["bytes"].as_u64().unwrap() > 0);
     assert_eq!(
-        accepted["event"]["details"]["sha256"].as_str().unwrap().len(),
+        accepted["event"]["details"]["sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
         64
     );
     let refused = entries
@@ -124,15 +127,25 @@ async fn every_kind_of_operation_leaves_its_audit_entry() {
 
     // Filters and paging.
     let only_opens = audit(&server, "workspace=acme&action=connection.open").await;
-    assert_eq!(actions(&only_opens), BTreeSet::from(["connection.open".to_owned()]));
-    let first = get_json(server.http("/api/audit?workspace=acme&limit=2")).await.1;
+    assert_eq!(
+        actions(&only_opens),
+        BTreeSet::from(["connection.open".to_owned()])
+    );
+    let first = get_json(server.http("/api/audit?workspace=acme&limit=2"))
+        .await
+        .1;
     assert_eq!(first["entries"].as_array().unwrap().len(), 2);
     let next = first["next"].as_str().unwrap();
     let second = audit(&server, &format!("workspace=acme&limit=2&after={next}")).await;
     assert_ne!(first["entries"][0], second[0]);
     let (status, body) = get_json(server.http("/api/audit?action=nonsense")).await;
     assert_eq!(status, 400);
-    assert!(body["error"].as_str().unwrap().contains("unknown audit action \"nonsense\""));
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown audit action \"nonsense\"")
+    );
 
     // Exports for a SIEM: JSON Lines and CSV of the same entries (up to
     // now: background records may still land).
@@ -140,24 +153,31 @@ async fn every_kind_of_operation_leaves_its_audit_entry() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis();
-    let jsonl = reqwest::get(server.http(&format!("/api/audit?workspace=acme&to={until}&format=jsonl")))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let jsonl = reqwest::get(server.http(&format!(
+        "/api/audit?workspace=acme&to={until}&format=jsonl"
+    )))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
     let lines: Vec<Value> = jsonl
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert!(lines.len() >= entries.len());
-    let csv = reqwest::get(server.http(&format!("/api/audit?workspace=acme&to={until}&format=csv")))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(csv.lines().count(), lines.len() + 1, "a header and one row each");
+    let csv =
+        reqwest::get(server.http(&format!("/api/audit?workspace=acme&to={until}&format=csv")))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        lines.len() + 1,
+        "a header and one row each"
+    );
 
     // The trail verifies, and reading it was audited too.
     let (status, verified) = get_json(server.http("/api/audit/verify")).await;
@@ -199,7 +219,10 @@ async fn a_confidential_workspace_cannot_be_exported_and_the_denial_is_audited()
     );
     // Reading is still allowed; exporting elsewhere by copy is not.
     assert_eq!(
-        reqwest::get(server.http("/api/docs/vault/secrets")).await.unwrap().status(),
+        reqwest::get(server.http("/api/docs/vault/secrets"))
+            .await
+            .unwrap()
+            .status(),
         200
     );
     let copy = reqwest::Client::new()
@@ -210,8 +233,10 @@ async fn a_confidential_workspace_cannot_be_exported_and_the_denial_is_audited()
     assert_eq!(copy.status(), 403);
     let denied = audit(&server, "workspace=vault&action=document.export").await;
     assert!(
-        denied.iter().any(|e| e["event"]["outcome"]["kind"] == "denied"
-            && e["event"]["outcome"]["policy"] == "governance.confidential-no-export"),
+        denied
+            .iter()
+            .any(|e| e["event"]["outcome"]["kind"] == "denied"
+                && e["event"]["outcome"]["policy"] == "governance.confidential-no-export"),
         "{denied:?}"
     );
     writer.close().await;
@@ -256,7 +281,10 @@ async fn outside_business_hours_writes_are_refused_naming_the_policy() {
     client.insert("transfer").await;
     client.pump_for(Duration::from_millis(300)).await;
     let (_, content) = get_json(server.http("/api/docs/bank/ledger")).await;
-    assert_ne!(content["t"], "transfer", "the write must not land: {content}");
+    assert_ne!(
+        content["t"], "transfer",
+        "the write must not land: {content}"
+    );
 
     let refused = audit_until(&server, "workspace=bank", "update.refused").await;
     let entry = refused
@@ -326,7 +354,9 @@ async fn the_cli_verifies_the_trail_and_names_a_removed_entry() {
     assert_eq!(tampered.status.code(), Some(1));
     let out = String::from_utf8_lossy(&tampered.stdout);
     assert!(
-        out.contains("workspace \"acme\", entry 3: removed: the chain goes from entry 2 to entry 4"),
+        out.contains(
+            "workspace \"acme\", entry 3: removed: the chain goes from entry 2 to entry 4"
+        ),
         "{out}"
     );
 }

@@ -5,6 +5,9 @@
 
 mod common;
 #[allow(dead_code)]
+#[path = "../../connectors/tests/support/oidc_browser.rs"]
+mod oidc_browser;
+#[allow(dead_code)]
 #[path = "../../connectors/tests/support/oidc_provider.rs"]
 mod oidc_provider;
 
@@ -13,10 +16,9 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{Client, TestServer, error_of};
+use oidc_browser::{browser, follow_to_callback, query, tokens_for};
 use oidc_provider::OidcTestProvider;
-use rand::RngCore;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use sync_server::auth::config::{IdentityConfig, IdentityFile};
 use sync_server::auth::tokens::{Claims, ISSUER, TokenKind, TokenSigner};
 use sync_server::auth::{AuthMethod, Role};
@@ -60,87 +62,6 @@ fn identity(idp: &OidcTestProvider) -> IdentityConfig {
 async fn server(idp: &OidcTestProvider) -> TestServer {
     let identity = identity(idp);
     TestServer::start_with(move |config| config.identity = identity).await
-}
-
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// Follows the provider's redirects (login and consent pages answer at
-/// once) until one points at the registered redirect URI.
-async fn follow_to_callback(browser: &reqwest::Client, url: &Url, idp: &OidcTestProvider) -> Url {
-    let mut url = url.clone();
-    for _ in 0..12 {
-        let response = browser.get(url.clone()).send().await.expect("provider");
-        let status = response.status();
-        let Some(location) = response.headers().get("location").cloned() else {
-            let body = response.text().await.unwrap_or_default();
-            panic!(
-                "provider stopped at {url} ({status}): {body}\n{}",
-                idp.log()
-            );
-        };
-        let next = url.join(location.to_str().unwrap()).unwrap();
-        if next.as_str().starts_with(&idp.redirect_uri) {
-            return next;
-        }
-        url = next;
-    }
-    panic!("too many redirects from {url}");
-}
-
-fn query(url: &Url, name: &str) -> String {
-    url.query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| panic!("{url} has no {name}"))
-}
-
-#[derive(Deserialize)]
-struct Tokens {
-    access_token: String,
-    id_token: String,
-}
-
-/// Real tokens for `user`, the way a single-page app gets them (public
-/// client, PKCE).
-async fn tokens_for(idp: &OidcTestProvider, user: &str) -> Tokens {
-    let mut raw = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut raw);
-    let verifier = URL_SAFE_NO_PAD.encode(raw);
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    let mut authorize = Url::parse(&format!("{}/auth", idp.issuer)).unwrap();
-    authorize
-        .query_pairs_mut()
-        .append_pair("client_id", "collab-spa")
-        .append_pair("response_type", "code")
-        .append_pair("scope", "openid email profile groups api")
-        .append_pair("redirect_uri", &idp.redirect_uri)
-        .append_pair("code_challenge", &challenge)
-        .append_pair("code_challenge_method", "S256")
-        .append_pair("state", "spa-state")
-        .append_pair("nonce", "spa-nonce")
-        .append_pair("login_hint", user);
-    let browser = browser();
-    let callback = follow_to_callback(&browser, &authorize, idp).await;
-    let response = browser
-        .post(format!("{}/token", idp.issuer))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &query(&callback, "code")),
-            ("redirect_uri", &idp.redirect_uri),
-            ("code_verifier", &verifier),
-            ("client_id", "collab-spa"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "token endpoint");
-    response.json().await.expect("token response")
 }
 
 /// `GET path` with a bearer token: status and the `error` of the body.
@@ -380,7 +301,7 @@ async fn the_browser_code_flow_ends_in_a_session_cookie() {
     assert_eq!(query(&authorize, "code_challenge_method"), "S256");
 
     // The provider signs alice in and sends the browser back.
-    let callback = follow_to_callback(&browser, &authorize, &idp).await;
+    let callback = follow_to_callback(&browser, &authorize, &idp.redirect_uri, &idp).await;
     let ours = format!(
         "{}?{}",
         server.http("/auth/callback"),

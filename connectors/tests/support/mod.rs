@@ -5,5 +5,6 @@
 #![allow(dead_code)] // each test binary uses part of this
 
 pub mod jwks_server;
+pub mod oidc_browser;
 pub mod oidc_provider;
 pub mod slapd;

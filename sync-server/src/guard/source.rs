@@ -100,12 +100,9 @@ impl ComplianceSource for ServerSource {
                 .map_err(failed)?
                 .encode_state(Encoding::V2);
             let empty = crdt_core::Document::new(limits.clone()).encode_state(Encoding::V2);
-            let diff = crdt_core::version::diff(
-                &limits,
-                (Encoding::V2, &empty),
-                (Encoding::V2, &current),
-            )
-            .map_err(failed)?;
+            let diff =
+                crdt_core::version::diff(&limits, (Encoding::V2, &empty), (Encoding::V2, &current))
+                    .map_err(failed)?;
             let roots = serde_json::to_value(&diff.roots).map_err(failed)?;
             let authors = Authors::from_buckets(&buckets);
             let mut parts = Vec::new();
