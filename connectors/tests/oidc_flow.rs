@@ -12,7 +12,6 @@ use connectors::sso::oidc::{OidcConfig, OidcError, OidcProvider, TokenError};
 use connectors::{GroupMapping, Role};
 use support::oidc_browser::{browser, follow_to_callback, query, tokens_for};
 use support::oidc_provider::OidcTestProvider;
-use url::Url;
 
 fn web_config(idp: &OidcTestProvider) -> OidcConfig {
     let mut config = OidcConfig::generic(&idp.issuer, "collab-web", &idp.redirect_uri);

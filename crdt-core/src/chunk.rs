@@ -323,7 +323,7 @@ fn split(rec: &Recorder, deleted: &IdSet, max_bytes: usize) -> Option<Vec<Vec<u8
     let bytes = &rec.buf;
     let delete_set = deleted.encode_v1();
     let blocks_end = bytes.len().checked_sub(delete_set.len())?;
-    if &bytes[blocks_end..] != delete_set {
+    if bytes[blocks_end..] != *delete_set {
         return None;
     }
     let spans = spans(rec, blocks_end, max_bytes)?;

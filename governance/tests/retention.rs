@@ -145,7 +145,7 @@ async fn a_legal_hold_suspends_deletion(backend: Backend) {
     let head = h.store.head("acme").await.unwrap().unwrap();
     let anchor = h.keys.anchor("acme", 5, head.hash, 0);
     assert_eq!(h.store.prune(anchor).await.unwrap(), PruneOutcome::Held);
-    assert_eq!(h.raw_entry("acme", 1).await.is_some(), true);
+    assert!(h.raw_entry("acme", 1).await.is_some());
 
     // Lifted: the sweep deletes again.
     settings::clear_legal_hold(&h.log, "acme", &admin())

@@ -1,5 +1,5 @@
 //! The identity store's guarantees, the same on sled and on the real
-//! PostgreSQL: users are provisioned once, explicit roles are set,
+//! PostgreSQL: users are provisioned once and read back, explicit roles are set,
 //! listed and removed, and API keys are found by hash only, revoked for
 //! good, and remember their last use.
 
@@ -22,6 +22,8 @@ async fn conformance(store: &dyn IdentityStore) {
     };
     assert!(store.provision(&alice).await.unwrap());
     assert!(!store.provision(&alice).await.unwrap(), "provisioned twice");
+    assert_eq!(store.user(&alice.id).await.unwrap(), Some(alice.clone()));
+    assert_eq!(store.user("nobody").await.unwrap(), None);
 
     assert_eq!(store.member_role("acme", &alice.id).await.unwrap(), None);
     assert_eq!(

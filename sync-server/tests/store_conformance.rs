@@ -680,6 +680,7 @@ mod postgres {
             schema: "unreachable".into(),
             synchronous_commit: true,
             commit_delay: Duration::ZERO,
+            pool_size: 2,
         };
         match PostgresStore::open(config).await {
             Ok(_) => panic!("opened a store on a closed port"),

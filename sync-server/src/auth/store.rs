@@ -64,6 +64,8 @@ pub struct ApiKeyRecord {
 pub trait IdentityStore: Send + Sync {
     /// Records `user` if new; true if it was.
     async fn provision(&self, user: &UserRecord) -> Result<bool, IdentityStoreError>;
+    /// The user recorded under `id` (for compliance reports).
+    async fn user(&self, id: &str) -> Result<Option<UserRecord>, IdentityStoreError>;
     /// `user`'s explicit role in `workspace`.
     async fn member_role(
         &self,
@@ -184,6 +186,18 @@ impl IdentityStore for Arc<SledIdentityStore> {
                 .map_err(sled_err)?
                 .is_ok();
             Ok(created)
+        })
+        .await
+    }
+
+    async fn user(&self, id: &str) -> Result<Option<UserRecord>, IdentityStoreError> {
+        let (this, id) = (self.clone(), id.to_owned());
+        blocking(move || {
+            this.users
+                .get(id.as_bytes())
+                .map_err(sled_err)?
+                .map(|v| serde_json::from_slice(&v).map_err(sled_err))
+                .transpose()
         })
         .await
     }

@@ -77,6 +77,20 @@ impl IdentityStore for Arc<PgIdentityStore> {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn user(&self, id: &str) -> Result<Option<UserRecord>, IdentityStoreError> {
+        let row: Option<(String, Option<String>, i64)> =
+            sqlx::query_as("SELECT id, name, first_seen_ms FROM identity_users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(pg)?;
+        Ok(row.map(|(id, name, first_seen_ms)| UserRecord {
+            id,
+            name,
+            first_seen_ms: u64::try_from(first_seen_ms).unwrap_or(0),
+        }))
+    }
+
     async fn member_role(
         &self,
         workspace: &str,

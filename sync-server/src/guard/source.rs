@@ -1,4 +1,5 @@
-//! What the server knows about users, for compliance reports: the
+//! What the server knows about users, for compliance reports: their
+//! account as the identity store recorded it at first sign-in, the
 //! documents they wrote and the text still attributed to them, from the
 //! history store's attribution.
 
@@ -9,22 +10,31 @@ use crdt_core::Encoding;
 use governance::compliance::{
     AttributedPart, AuthoredDocument, ComplianceSource, RoleChange, SourceError, UserAccount,
 };
-use serde_json::Value;
 
+use crate::auth::store::IdentityStore;
 use crate::docs::DocName;
 use crate::history::Authors;
 use crate::store::DocStore;
 
-/// Reads the document store for reports.
+/// Reads the document and identity stores for reports.
 pub struct ServerSource {
     store: Arc<dyn DocStore>,
+    identity: Arc<dyn IdentityStore>,
     limits: crdt_core::Limits,
 }
 
 impl ServerSource {
-    /// A source over `store`.
-    pub fn new(store: Arc<dyn DocStore>, limits: crdt_core::Limits) -> Self {
-        Self { store, limits }
+    /// A source over `store` and `identity`.
+    pub fn new(
+        store: Arc<dyn DocStore>,
+        identity: Arc<dyn IdentityStore>,
+        limits: crdt_core::Limits,
+    ) -> Self {
+        Self {
+            store,
+            identity,
+            limits,
+        }
     }
 }
 
@@ -35,10 +45,15 @@ fn failed(e: impl std::fmt::Display) -> SourceError {
 #[async_trait]
 impl ComplianceSource for ServerSource {
     async fn account(&self, user: &str) -> Result<Option<UserAccount>, SourceError> {
-        // Accounts live with the identity provider; the server knows a user
-        // by the id it signed in with.
+        // What the identity provider holds stays there; the server keeps
+        // the name seen at sign-in and when it first saw the user. A user
+        // known only from stored content (an anonymous connection) has an
+        // account of its id alone.
+        let record = self.identity.user(user).await.map_err(failed)?;
         Ok(Some(UserAccount {
             id: user.to_owned(),
+            display_name: record.as_ref().and_then(|r| r.name.clone()),
+            created_at_ms: record.map(|r| r.first_seen_ms),
             ..UserAccount::default()
         }))
     }
@@ -119,7 +134,7 @@ impl ComplianceSource for ServerSource {
                             at_ms: last_ms,
                         });
                     }
-                    if run["change"] != Value::from("deleted") {
+                    if run["change"] != "deleted" {
                         offset += chars;
                     }
                 }
@@ -128,5 +143,45 @@ impl ComplianceSource for ServerSource {
         })
         .await
         .map_err(failed)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::auth::store::{SledIdentityStore, UserRecord};
+    use crate::store::{SledConfig, SledStore};
+
+    #[tokio::test]
+    async fn the_account_comes_from_the_identity_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(SledConfig {
+            path: dir.path().join("docs"),
+            cache_bytes: 1 << 20,
+            fsync: false,
+            commit_delay: Duration::ZERO,
+        })
+        .unwrap();
+        let identity = SledIdentityStore::open(&dir.path().join("auth")).unwrap();
+        identity
+            .provision(&UserRecord {
+                id: "ldap|uid=alice".into(),
+                name: Some("Alice Liddell".into()),
+                first_seen_ms: 1_700_000_000_000,
+            })
+            .await
+            .unwrap();
+        let identity: Arc<dyn IdentityStore> = Arc::new(identity);
+        let source = ServerSource::new(store, identity, crdt_core::Limits::default());
+
+        let alice = source.account("ldap|uid=alice").await.unwrap().unwrap();
+        assert_eq!(alice.display_name.as_deref(), Some("Alice Liddell"));
+        assert_eq!(alice.created_at_ms, Some(1_700_000_000_000));
+        // Known only from content (an anonymous connection): its id alone.
+        let anonymous = source.account("conn:7").await.unwrap().unwrap();
+        assert_eq!(anonymous.id, "conn:7");
+        assert_eq!(anonymous.display_name, None);
     }
 }

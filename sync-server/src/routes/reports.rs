@@ -58,7 +58,11 @@ impl ReportParams {
 }
 
 fn source(state: &AppState) -> ServerSource {
-    ServerSource::new(state.store.clone(), state.config.docs.limits.clone())
+    ServerSource::new(
+        state.store.clone(),
+        state.auth.store().clone(),
+        state.config.docs.limits.clone(),
+    )
 }
 
 async fn admit(
