@@ -476,6 +476,59 @@ async fn access_changes_on_one_node_reach_live_connections_on_another() {
     b.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_missed_access_changes_in_a_redis_outage_rechecks_everyone() {
+    let schema = TestSchema::new();
+    let direct = direct(&schema).await;
+    // Only node B reaches Redis through the proxy: node A publishes the
+    // change successfully, node B is not listening.
+    let redis = Proxy::start(redis_addr()).await;
+    let proxied = Services {
+        database_url: direct.database_url.clone(),
+        redis_url: format!("redis://{}", redis.addr),
+        prefix: direct.prefix.clone(),
+    };
+    let a = Node::start_with(&schema, &direct, |c| c.identity = identity()).await;
+    let b = Node::start_with(&schema, &proxied, |c| c.identity = identity()).await;
+    a.wait_ready(200).await;
+    b.wait_ready(200).await;
+    let admin = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let (status, body) = call(
+        admin
+            .post(a.http("/auth/break-glass"))
+            .json(&json!({ "user": "root", "password": "correct horse" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let carol = "ldap|uid=carol";
+    let doc = "acme/outage";
+    let member = a.http(&format!("/api/workspaces/acme/members/{carol}"));
+    let (status, body) = call(admin.put(&member).json(&json!({ "role": "editor" }))).await;
+    assert_eq!(status, 200, "{body}");
+    let url = format!("{}?token={}", b.ws(doc), document_token(carol, doc));
+    let mut on_b = Client::connect_as(&url, None)
+        .await
+        .expect("carol connects to node B");
+
+    redis.cut().await;
+    b.wait_ready(503).await;
+    let (status, body) = call(admin.delete(&member)).await;
+    assert_eq!(status, 200, "{body}");
+    redis.restore();
+    b.wait_ready(200).await;
+
+    // Node B cannot know what it missed, so every connection re-checks.
+    let (code, reason) = on_b.expect_close(WAIT).await;
+    assert_eq!(code, 4403, "{reason}");
+    assert!(reason.contains("no role in workspace \"acme\""), "{reason}");
+
+    a.stop().await;
+    b.stop().await;
+}
+
 /// A node as its own process, so it can be killed with SIGKILL.
 struct Process {
     child: Child,
