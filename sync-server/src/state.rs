@@ -7,8 +7,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::Auth;
 use crate::auth::limits::RequestCounter;
+use crate::auth::{AccessChange, Auth};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::docs::{ConnId, Registry};
@@ -81,6 +81,9 @@ impl AppState {
             guard,
             auth,
         } = services;
+        if let Some(cluster) = &cluster {
+            cluster.relay_access(auth.announcer());
+        }
         let activity = ActivityHub::default();
         let shared = Arc::new(crate::docs::DocShared {
             store: store.clone(),
@@ -114,6 +117,17 @@ impl AppState {
             auth,
             next_conn: Arc::new(AtomicU64::new(1)),
         }
+    }
+
+    /// Announces that who may do what changed, to the live connections on
+    /// this node and, through the cluster, on every other node: each
+    /// connection concerned re-checks its caller. Call it after the change
+    /// is in the identity store, so a re-check reads the new state.
+    pub fn announce_access(&self, change: AccessChange) {
+        if let Some(cluster) = &self.cluster {
+            cluster.publish_access(&change);
+        }
+        self.auth.announce(change);
     }
 
     /// A fresh connection id.

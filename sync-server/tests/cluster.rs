@@ -18,6 +18,8 @@ use std::time::Duration;
 use common::Client;
 use common::proxy::Proxy;
 use pg::TestSchema;
+use serde_json::{Value, json};
+use sync_server::auth::config::{IdentityConfig, IdentityFile};
 use sync_server::config::{Settings, StoreKind};
 use sync_server::{Config, ServerError};
 use tempfile::TempDir;
@@ -76,8 +78,17 @@ struct Node {
 
 impl Node {
     async fn start(schema: &TestSchema, services: &Services) -> Node {
+        Self::start_with(schema, services, |_| {}).await
+    }
+
+    /// [`Node::start`], with the configuration adjusted by `tune`.
+    async fn start_with(
+        schema: &TestSchema,
+        services: &Services,
+        tune: impl FnOnce(&mut Config),
+    ) -> Node {
         let data = tempfile::tempdir().unwrap();
-        let config = Config::resolve(Settings {
+        let mut config = Config::resolve(Settings {
             store: Some(StoreKind::Postgres),
             database_url: Some(services.database_url.clone()),
             database_schema: Some(schema.name.clone()),
@@ -88,6 +99,7 @@ impl Node {
             ..Settings::default()
         })
         .expect("valid settings");
+        tune(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
@@ -102,6 +114,10 @@ impl Node {
 
     fn ws(&self, doc: &str) -> String {
         format!("ws://{}/ws/{doc}", self.addr)
+    }
+
+    fn http(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
     }
 
     async fn ready(&self) -> (u16, serde_json::Value) {
@@ -288,6 +304,229 @@ async fn a_postgres_outage_refuses_writes_with_a_reason_and_loses_nothing() {
         reader.text()
     );
     node.stop().await;
+}
+
+/// The token secret every node of the access test shares.
+const TOKEN_SECRET: &str = "cluster-access-test-secret-0123456789";
+
+/// Our tokens, and a break-glass administrator `root` ("correct horse")
+/// to manage members and keys with.
+fn identity() -> IdentityConfig {
+    use argon2::PasswordHasher;
+    let salt = argon2::password_hash::SaltString::encode_b64(b"test-salt-16byte").unwrap();
+    let hash = argon2::Argon2::default()
+        .hash_password(b"correct horse", &salt)
+        .unwrap()
+        .to_string();
+    let text = format!(
+        "token-secret = \"{TOKEN_SECRET}\"\n[break-glass]\nuser = \"root\"\npassword-argon2 = \"{hash}\"\n"
+    );
+    let file: IdentityFile = toml::from_str(&text).unwrap();
+    IdentityConfig::resolve(Some(file), None, None).unwrap()
+}
+
+/// A document token for directory user `user` on `doc`, up to editor:
+/// what `POST /api/tokens` gives a signed-in user, signed with the shared
+/// secret so no identity provider is needed.
+fn document_token(user: &str, doc: &str) -> String {
+    use sync_server::auth::tokens::{Claims, ISSUER, TokenKind, TokenSigner, now_secs};
+    use sync_server::auth::{AuthMethod, Role};
+    let now = now_secs();
+    TokenSigner::new(TOKEN_SECRET.as_bytes()).sign(&Claims {
+        iss: ISSUER.into(),
+        sub: user.into(),
+        name: None,
+        groups: Vec::new(),
+        method: AuthMethod::Ldap,
+        kind: TokenKind::Document,
+        doc: Some(doc.into()),
+        ws: None,
+        role: Some(Role::Editor),
+        iat: now,
+        exp: now + 3600,
+    })
+}
+
+/// Sends a request; returns the status and the JSON body.
+async fn call(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// The text of `doc` as `node` serves it, if it has any.
+async fn document_text(node: &Node, admin: &reqwest::Client, doc: &str) -> Option<String> {
+    let (status, body) = call(admin.get(node.http(&format!("/api/docs/{doc}")))).await;
+    assert!(status == 200 || status == 404, "{status} {body}");
+    body["t"].as_str().map(str::to_owned)
+}
+
+/// Polls until `node` serves `doc` with text `expected`.
+async fn wait_for_text(node: &Node, admin: &reqwest::Client, doc: &str, expected: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = document_text(node, admin, doc).await;
+        if text.as_deref() == Some(expected) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{doc} on {} stayed {text:?}, expected {expected:?}",
+            node.addr
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_changes_on_one_node_reach_live_connections_on_another() {
+    let schema = TestSchema::new();
+    let services = direct(&schema).await;
+    let a = Node::start_with(&schema, &services, |c| c.identity = identity()).await;
+    let b = Node::start_with(&schema, &services, |c| c.identity = identity()).await;
+    a.wait_ready(200).await;
+    b.wait_ready(200).await;
+
+    let admin = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let (status, body) = call(
+        admin
+            .post(a.http("/auth/break-glass"))
+            .json(&json!({ "user": "root", "password": "correct horse" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let bob = "ldap|uid=bob";
+    let doc = "acme/live";
+    let member = a.http(&format!("/api/workspaces/acme/members/{bob}"));
+
+    // Bob, an editor of acme by membership set on node A, edits on node B.
+    let (status, body) = call(admin.put(&member).json(&json!({ "role": "editor" }))).await;
+    assert_eq!(status, 200, "{body}");
+    let url = format!("{}?token={}", b.ws(doc), document_token(bob, doc));
+    let mut on_b = Client::connect_as(&url, None)
+        .await
+        .expect("bob connects to node B");
+    on_b.insert("bob was here").await;
+    wait_for_text(&a, &admin, doc, "bob was here").await;
+
+    // Downgraded to viewer on node A: node B refuses his next writes.
+    let (status, body) = call(admin.put(&member).json(&json!({ "role": "viewer" }))).await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while on_b.denied.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node B never refused the viewer's write"
+        );
+        on_b.insert(".").await;
+        on_b.pump_until(|c| !c.denied.is_empty(), Duration::from_millis(200))
+            .await;
+    }
+    assert!(on_b.denied[0].contains("editor"), "{:?}", on_b.denied);
+    // Writes sent before the change arrived were an editor's; from the
+    // refusal on, nothing more reaches the document, on either node.
+    let settled = document_text(&b, &admin, doc)
+        .await
+        .expect("node B serves the document");
+    assert_eq!(settled.trim_end_matches('.'), "bob was here");
+    let refusals = on_b.denied.len();
+    on_b.insert("refused").await;
+    assert!(
+        on_b.pump_until(|c| c.denied.len() > refusals, WAIT).await,
+        "the second write was not refused: {:?}",
+        on_b.denied
+    );
+    assert_eq!(document_text(&b, &admin, doc).await, Some(settled.clone()));
+    wait_for_text(&a, &admin, doc, &settled).await;
+
+    // Removed on node A: node B closes his connection with 4403.
+    let (status, body) = call(admin.delete(&member)).await;
+    assert_eq!(status, 200, "{body}");
+    let (code, reason) = on_b.expect_close(WAIT).await;
+    assert_eq!(code, 4403, "{reason}");
+    assert!(reason.contains("no role in workspace \"acme\""), "{reason}");
+
+    // An API key revoked on node A is closed on node B too.
+    let (status, created) = call(
+        admin
+            .post(a.http("/api/keys"))
+            .json(&json!({ "name": "importer", "workspaces": ["acme"], "role": "editor" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let key = created["key"].as_str().unwrap();
+    let id = created["id"].as_str().unwrap();
+    let mut keyed = Client::connect_as(&b.ws("acme/keyed"), Some(key))
+        .await
+        .expect("the key opens acme/keyed on node B");
+    let (status, body) = call(admin.delete(a.http(&format!("/api/keys/{id}")))).await;
+    assert_eq!(status, 200, "{body}");
+    let (code, reason) = keyed.expect_close(WAIT).await;
+    assert_eq!(code, 4403, "{reason}");
+    assert_eq!(reason, format!("access revoked: API key {id} was revoked"));
+
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_missed_access_changes_in_a_redis_outage_rechecks_everyone() {
+    let schema = TestSchema::new();
+    let direct = direct(&schema).await;
+    // Only node B reaches Redis through the proxy: node A publishes the
+    // change successfully, node B is not listening.
+    let redis = Proxy::start(redis_addr()).await;
+    let proxied = Services {
+        database_url: direct.database_url.clone(),
+        redis_url: format!("redis://{}", redis.addr),
+        prefix: direct.prefix.clone(),
+    };
+    let a = Node::start_with(&schema, &direct, |c| c.identity = identity()).await;
+    let b = Node::start_with(&schema, &proxied, |c| c.identity = identity()).await;
+    a.wait_ready(200).await;
+    b.wait_ready(200).await;
+    let admin = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let (status, body) = call(
+        admin
+            .post(a.http("/auth/break-glass"))
+            .json(&json!({ "user": "root", "password": "correct horse" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let carol = "ldap|uid=carol";
+    let doc = "acme/outage";
+    let member = a.http(&format!("/api/workspaces/acme/members/{carol}"));
+    let (status, body) = call(admin.put(&member).json(&json!({ "role": "editor" }))).await;
+    assert_eq!(status, 200, "{body}");
+    let url = format!("{}?token={}", b.ws(doc), document_token(carol, doc));
+    let mut on_b = Client::connect_as(&url, None)
+        .await
+        .expect("carol connects to node B");
+
+    redis.cut().await;
+    b.wait_ready(503).await;
+    let (status, body) = call(admin.delete(&member)).await;
+    assert_eq!(status, 200, "{body}");
+    redis.restore();
+    b.wait_ready(200).await;
+
+    // Node B cannot know what it missed, so every connection re-checks.
+    let (code, reason) = on_b.expect_close(WAIT).await;
+    assert_eq!(code, 4403, "{reason}");
+    assert!(reason.contains("no role in workspace \"acme\""), "{reason}");
+
+    a.stop().await;
+    b.stop().await;
 }
 
 /// A node as its own process, so it can be killed with SIGKILL.

@@ -196,18 +196,34 @@ impl Target<'_> {
 
 /// A change of who may do what, for live connections to re-check: a
 /// membership changed, or a key was revoked.
+///
+/// `*` in either field is a wildcard. A node announces
+/// [`AccessChange::everyone`] when it may have missed changes made on
+/// other nodes (its Redis subscription came back from an outage): every
+/// connection then re-checks, which costs a store lookup each and is
+/// never wrong. A member literally named `*` is over-approximated the
+/// same way, which is harmless.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessChange {
     /// The workspace (`*`: every workspace).
     pub workspace: String,
-    /// The user id (`key:<id>` for an API key).
+    /// The user id (`key:<id>` for an API key; `*`: every user).
     pub user: String,
 }
 
 impl AccessChange {
+    /// The change that makes every live connection re-check.
+    pub fn everyone() -> Self {
+        Self {
+            workspace: "*".into(),
+            user: "*".into(),
+        }
+    }
+
     /// Whether a connection of `user` to `workspace` must re-check.
     pub fn concerns(&self, user: &str, workspace: &str) -> bool {
-        self.user == user && (self.workspace == "*" || self.workspace == workspace)
+        (self.user == "*" || self.user == user)
+            && (self.workspace == "*" || self.workspace == workspace)
     }
 }
 
@@ -286,10 +302,17 @@ impl Auth {
         self.changes.subscribe()
     }
 
-    /// Announces a change to live connections on this node.
+    /// Announces a change to live connections on this node only; with
+    /// several nodes, use [`crate::state::AppState::announce_access`], which also tells
+    /// the others.
     pub fn announce(&self, change: AccessChange) {
         // No receiver means no live connection to tell.
         let _receivers = self.changes.send(change);
+    }
+
+    /// Where changes heard from other nodes are announced on this one.
+    pub fn announcer(&self) -> broadcast::Sender<AccessChange> {
+        self.changes.clone()
     }
 
     /// Records a user at first sight (just-in-time provisioning); true if
@@ -629,4 +652,38 @@ fn unverified_issuer(token: &str) -> Option<String> {
         .ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&body).ok()?;
     claims["iss"].as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AccessChange;
+
+    fn change(workspace: &str, user: &str) -> AccessChange {
+        AccessChange {
+            workspace: workspace.into(),
+            user: user.into(),
+        }
+    }
+
+    #[test]
+    fn a_change_concerns_its_user_in_its_workspace() {
+        let bob_in_acme = change("acme", "bob");
+        assert!(bob_in_acme.concerns("bob", "acme"));
+        assert!(!bob_in_acme.concerns("bob", "beta"));
+        assert!(!bob_in_acme.concerns("ada", "acme"));
+        let revoked_key = change("*", "key:0123");
+        assert!(revoked_key.concerns("key:0123", "acme"));
+        assert!(!revoked_key.concerns("bob", "acme"));
+    }
+
+    #[test]
+    fn a_wildcard_user_concerns_everyone() {
+        let everyone = AccessChange::everyone();
+        for (user, workspace) in [("bob", "acme"), ("key:0123", "beta"), ("anonymous", "x")] {
+            assert!(everyone.concerns(user, workspace), "{user} in {workspace}");
+        }
+        let everyone_in_acme = change("acme", "*");
+        assert!(everyone_in_acme.concerns("bob", "acme"));
+        assert!(!everyone_in_acme.concerns("bob", "beta"));
+    }
 }

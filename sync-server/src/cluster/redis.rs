@@ -7,21 +7,30 @@
 //! the store instead, so a slow document never stalls the others. After the
 //! subscribing connection comes back from an outage, every document held is
 //! told to catch up the same way.
+//!
+//! Access changes (a membership changed, a key was revoked) travel on one
+//! node-wide channel, `{prefix}:access`, that every node subscribes to for
+//! its whole life. They have no sequence numbers to show a gap, so
+//! whenever one may have been lost (a publish failed or was dropped, the
+//! subscription was down, a message did not decode) the nodes concerned
+//! make every connection re-check instead ([`AccessChange::everyone`]).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use ::redis::AsyncCommands;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Remote;
 use super::message::{Body, Envelope};
+use crate::auth::AccessChange;
 use crate::docs::{Command, DocName};
 use crate::metrics::Metrics;
 
@@ -52,10 +61,35 @@ pub struct Cluster {
     prefix: String,
     publish: mpsc::Sender<(String, Bytes)>,
     control: mpsc::UnboundedSender<Subscription>,
-    /// Channel → the task of the document it belongs to.
-    routes: Arc<Mutex<HashMap<String, mpsc::Sender<Command>>>>,
+    listeners: Arc<Listeners>,
+    /// Set when an access change may not have reached the other nodes;
+    /// the publisher then tells them to re-check everyone. Atomic: set
+    /// from request handlers, cleared by the publishing task.
+    access_lost: Arc<AtomicBool>,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
+}
+
+/// Where the subscribing task delivers what it hears, shared with the
+/// handle that fills it in.
+#[derive(Default)]
+struct Listeners {
+    /// Channel → the task of the document it belongs to. A std mutex:
+    /// held for a map lookup only.
+    routes: Mutex<HashMap<String, mpsc::Sender<Command>>>,
+    /// Where access changes from other nodes are announced on this node.
+    /// Set once, after the identity setup that owns it has started (it
+    /// starts after the bus); until then no connection exists to tell.
+    access: OnceLock<broadcast::Sender<AccessChange>>,
+}
+
+impl Listeners {
+    fn announce(&self, change: AccessChange) {
+        if let Some(announcer) = self.access.get() {
+            // No receiver means no live connection to tell.
+            let _receivers = announcer.send(change);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -98,13 +132,19 @@ impl Cluster {
             prefix: config.prefix,
             publish,
             control,
-            routes: Arc::new(Mutex::new(HashMap::new())),
+            listeners: Arc::new(Listeners::default()),
+            access_lost: Arc::new(AtomicBool::new(false)),
             health: health.clone(),
             metrics: metrics.clone(),
         });
         tracker.spawn(publisher(
             client.clone(),
             outbox,
+            PublisherState {
+                node: cluster.node,
+                access_channel: cluster.access_channel(),
+                access_lost: cluster.access_lost.clone(),
+            },
             health.clone(),
             metrics.clone(),
             shutdown.clone(),
@@ -112,13 +152,53 @@ impl Cluster {
         tracker.spawn(subscriber(
             client,
             subscriptions,
-            cluster.routes.clone(),
-            cluster.node,
+            cluster.listeners.clone(),
+            SubscriberState {
+                node: cluster.node,
+                access_channel: cluster.access_channel(),
+            },
             health,
             metrics,
             shutdown,
         ));
         Ok(cluster)
+    }
+
+    /// Announces access changes heard from other nodes on `announcer`
+    /// (this node's live connections listen there). The first
+    /// registration stands; later ones are ignored.
+    pub fn relay_access(&self, announcer: broadcast::Sender<AccessChange>) {
+        if self.listeners.access.set(announcer).is_err() {
+            tracing::warn!("access changes are already relayed; ignoring a second relay");
+        }
+    }
+
+    /// Tells the other nodes that who may do what changed, so their live
+    /// connections re-check. This node's own connections are told by the
+    /// caller (see [`crate::state::AppState::announce_access`]).
+    pub fn publish_access(&self, change: &AccessChange) {
+        let message = Envelope {
+            node: self.node,
+            body: Body::Access {
+                workspace: change.workspace.clone(),
+                user: change.user.clone(),
+            },
+        }
+        .encode();
+        if self
+            .publish
+            .try_send((self.access_channel(), message))
+            .is_err()
+        {
+            // Nothing shows the others a gap: make them re-check everyone
+            // once the queue moves again.
+            self.metrics.cluster_dropped.inc();
+            self.access_lost.store(true, Ordering::Release);
+        }
+    }
+
+    fn access_channel(&self) -> String {
+        format!("{}:access", self.prefix)
     }
 
     /// This node's id in messages (random per process).
@@ -133,7 +213,8 @@ impl Cluster {
     /// Routes the document's messages to `inbox` until [`Cluster::leave`].
     pub fn join(&self, doc: &DocName, inbox: mpsc::Sender<Command>) {
         let channel = self.channel(doc);
-        self.routes
+        self.listeners
+            .routes
             .lock()
             .expect("routes lock poisoned")
             .insert(channel.clone(), inbox);
@@ -143,7 +224,8 @@ impl Cluster {
     /// Stops routing the document's messages here.
     pub fn leave(&self, doc: &DocName) {
         let channel = self.channel(doc);
-        self.routes
+        self.listeners
+            .routes
             .lock()
             .expect("routes lock poisoned")
             .remove(&channel);
@@ -212,11 +294,48 @@ async fn backoff(delay: &mut Duration, shutdown: &CancellationToken) -> bool {
     true
 }
 
+/// What the publishing task needs to make up for lost access changes.
+struct PublisherState {
+    node: u64,
+    access_channel: String,
+    access_lost: Arc<AtomicBool>,
+}
+
+impl PublisherState {
+    /// If an access change may have been lost, tells every node to
+    /// re-check everyone; on failure the flag stays set for the next try.
+    async fn make_up_for_lost_access(
+        &self,
+        conn: &mut ::redis::aio::MultiplexedConnection,
+    ) -> Result<(), ::redis::RedisError> {
+        if !self.access_lost.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let everyone = AccessChange::everyone();
+        let message = Envelope {
+            node: self.node,
+            body: Body::Access {
+                workspace: everyone.workspace,
+                user: everyone.user,
+            },
+        }
+        .encode();
+        let published = conn
+            .publish::<_, _, ()>(&self.access_channel, message.as_ref())
+            .await;
+        if published.is_err() {
+            self.access_lost.store(true, Ordering::Release);
+        }
+        published
+    }
+}
+
 /// Publishes queued messages; a message that cannot be published is dropped
-/// (receivers heal from the store).
+/// (receivers heal from the store, or re-check access for everyone).
 async fn publisher(
     client: ::redis::Client,
     mut outbox: mpsc::Receiver<(String, Bytes)>,
+    state: PublisherState,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -236,6 +355,11 @@ async fn publisher(
         health.set("publish", Ok(()));
         delay = RETRY_MIN;
         loop {
+            if let Err(error) = state.make_up_for_lost_access(&mut conn).await {
+                tracing::warn!(%error, "publishing to Redis failed; reconnecting");
+                health.set("publish", Err(error.to_string()));
+                continue 'connect;
+            }
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 next = outbox.recv() => next,
@@ -249,6 +373,8 @@ async fn publisher(
                 }
                 Err(error) => {
                     metrics.cluster_dropped.inc();
+                    // Whatever it was, it may have been an access change.
+                    state.access_lost.store(true, Ordering::Release);
                     tracing::warn!(%error, "publishing to Redis failed; reconnecting");
                     health.set("publish", Err(error.to_string()));
                     continue 'connect;
@@ -258,18 +384,33 @@ async fn publisher(
     }
 }
 
-/// Keeps the subscriptions and routes messages to document tasks.
+/// What the subscribing task knows of this node.
+struct SubscriberState {
+    /// Messages from this node are not for it.
+    node: u64,
+    /// Subscribed for the task's whole life.
+    access_channel: String,
+}
+
+/// Keeps the subscriptions, routes messages to document tasks and access
+/// changes to this node's connections.
 async fn subscriber(
     client: ::redis::Client,
     mut control: mpsc::UnboundedReceiver<Subscription>,
-    routes: Arc<Mutex<HashMap<String, mpsc::Sender<Command>>>>,
-    node: u64,
+    listeners: Arc<Listeners>,
+    state: SubscriberState,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     let mut delay = RETRY_MIN;
     let mut first_connection = true;
+    // Whether this node has listened since it started: access changes
+    // published while it was not listening are lost to it. Cleared by any
+    // failure, including failing to connect at start (connections are
+    // served meanwhile); never set again, as every later subscription
+    // follows a failure.
+    let mut listened_throughout = true;
     // Documents a message could not be delivered to: told to catch up.
     let mut behind: HashSet<String> = HashSet::new();
     loop {
@@ -277,6 +418,7 @@ async fn subscriber(
             Ok(pubsub) => pubsub,
             Err(error) => {
                 health.set("subscribe", Err(error.to_string()));
+                listened_throughout = false;
                 // Subscription changes while down are picked up from the
                 // routes table on reconnect.
                 while control.try_recv().is_ok() {}
@@ -287,16 +429,18 @@ async fn subscriber(
             }
         };
         let (mut sink, mut stream) = pubsub.split();
-        let channels: Vec<String> = routes
+        let documents: Vec<String> = listeners
+            .routes
             .lock()
             .expect("routes lock poisoned")
             .keys()
             .cloned()
             .collect();
-        if !channels.is_empty()
-            && let Err(error) = sink.subscribe(&channels).await
-        {
+        let mut channels = documents.clone();
+        channels.push(state.access_channel.clone());
+        if let Err(error) = sink.subscribe(&channels).await {
             health.set("subscribe", Err(error.to_string()));
+            listened_throughout = false;
             if !backoff(&mut delay, &shutdown).await {
                 return;
             }
@@ -306,9 +450,14 @@ async fn subscriber(
         delay = RETRY_MIN;
         if !first_connection {
             // Whatever was published while we were away is lost to us.
-            behind.extend(channels);
+            behind.extend(documents);
         }
         first_connection = false;
+        if !listened_throughout {
+            // No sequence numbers say which changes were missed.
+            tracing::info!("Redis subscription back: every connection re-checks its access");
+            listeners.announce(AccessChange::everyone());
+        }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -316,7 +465,11 @@ async fn subscriber(
                 message = stream.next() => {
                     let Some(message) = message else { break };
                     metrics.cluster_received.inc();
-                    route(&message, &routes, node, &metrics, &mut behind);
+                    if message.get_channel_name() == state.access_channel {
+                        relay_access(&message, &listeners, state.node, &metrics);
+                    } else {
+                        route(&message, &listeners.routes, state.node, &metrics, &mut behind);
+                    }
                 }
                 change = control.recv() => {
                     let Some(change) = change else { return };
@@ -331,14 +484,38 @@ async fn subscriber(
                 }
                 _ = tick.tick() => {}
             }
-            tell_to_catch_up(&routes, &mut behind, &metrics);
+            tell_to_catch_up(&listeners.routes, &mut behind, &metrics);
         }
         tracing::warn!("Redis subscription lost; reconnecting");
         health.set("subscribe", Err("connection lost".into()));
+        listened_throughout = false;
         if !backoff(&mut delay, &shutdown).await {
             return;
         }
     }
+}
+
+/// Announces an access change from another node to this node's
+/// connections; one that does not decode makes all of them re-check.
+fn relay_access(message: &::redis::Msg, listeners: &Listeners, node: u64, metrics: &Metrics) {
+    let change = match Envelope::decode(Bytes::copy_from_slice(message.get_payload_bytes())) {
+        Ok(Envelope { node: from, .. }) if from == node => return,
+        Ok(Envelope {
+            body: Body::Access { workspace, user },
+            ..
+        }) => AccessChange { workspace, user },
+        Ok(_) => {
+            metrics.cluster_dropped.inc();
+            tracing::warn!("a document message on the access channel; re-checking everyone");
+            AccessChange::everyone()
+        }
+        Err(error) => {
+            metrics.cluster_dropped.inc();
+            tracing::warn!(%error, "an undecodable access change; re-checking everyone");
+            AccessChange::everyone()
+        }
+    };
+    listeners.announce(change);
 }
 
 fn route(
@@ -380,6 +557,11 @@ fn route(
             update,
         },
         Body::Presence(update) => Remote::Presence(update),
+        // Access changes have a channel of their own; one here is misrouted.
+        Body::Access { .. } => {
+            metrics.cluster_dropped.inc();
+            return;
+        }
     };
     match inbox.try_send(Command::Remote(remote)) {
         Ok(()) => {}

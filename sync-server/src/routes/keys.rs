@@ -1,7 +1,7 @@
 //! API keys for server-to-server use: `POST /api/keys` creates one (the
 //! key is in that answer only), `GET /api/keys?workspace=W` lists a
 //! workspace's keys, `DELETE /api/keys/{id}` revokes one at once, live
-//! connections included. Each needs the admin role in every workspace the
+//! connections on every node included. Each needs the admin role in every workspace the
 //! key opens; each is decided by policy and put on the audit trail.
 
 use axum::extract::{Path, Query, State};
@@ -177,7 +177,7 @@ async fn revoke(
     .await?;
     let now = crate::auth::tokens::now_secs() * 1000;
     store.revoke_key(&id, now).await.map_err(unavailable)?;
-    state.auth.announce(AccessChange {
+    state.announce_access(AccessChange {
         workspace: "*".into(),
         user: format!("key:{id}"),
     });

@@ -2,9 +2,9 @@
 //! `PUT`/`DELETE /api/workspaces/{ws}/members/{user}` to set or remove an
 //! explicit role. Policy decides (managing roles needs admin; granting or
 //! revoking owner needs owner) and the change is on the audit trail before
-//! it is made. Live connections of that user re-check at once: a viewer's
-//! writes are refused from their next message, a user with no role left is
-//! disconnected with 4403.
+//! it is made. Live connections of that user, on every node, re-check at
+//! once: a viewer's writes are refused from their next message, a user
+//! with no role left is disconnected with 4403.
 
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -97,7 +97,7 @@ async fn set(
         .set_member(&workspace, &user, request.role)
         .await
         .map_err(unavailable)?;
-    state.auth.announce(AccessChange {
+    state.announce_access(AccessChange {
         workspace: workspace.clone(),
         user: user.clone(),
     });
@@ -131,7 +131,7 @@ async fn remove(
         .remove_member(&workspace, &user)
         .await
         .map_err(unavailable)?;
-    state.auth.announce(AccessChange {
+    state.announce_access(AccessChange {
         workspace: workspace.clone(),
         user: user.clone(),
     });
