@@ -81,10 +81,7 @@ fn document_token(data: &[u8]) -> Result<(), String> {
                     token,
                     "accepted a token the signer did not make"
                 );
-                assert!(
-                    accepted.replace(claims).is_none(),
-                    "accepted as both kinds"
-                );
+                assert!(accepted.replace(claims).is_none(), "accepted as both kinds");
             }
             Err(e) => refusals.push(e),
         }
