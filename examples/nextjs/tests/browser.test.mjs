@@ -154,10 +154,19 @@ test('two people edit one document in Chromium, one of them offline across a rel
   const stored = await (await fetch(`${sync.http}/api/docs/${encodeURIComponent(doc)}`)).json()
   assert.match(stored.prosemirror, /Agenda: Hello from Alice\. Hello from Bob\. Bob offline, first\. Second\./)
 
-  // Versions: this server has no history API, and both panels say so (Bob's
-  // once he is back online).
-  await alice.page.waitForSelector('[data-testid=versions-unsupported]')
-  await bob.page.waitForSelector('[data-testid=versions-unsupported]')
+  // Versions: both panels reach the server's history API (Bob's once he is
+  // back online); a version saved through the REST API shows up in Alice's
+  // panel after a refresh.
+  await alice.page.waitForSelector('[data-testid=versions][data-state=ready]')
+  await bob.page.waitForSelector('[data-testid=versions][data-state=ready]')
+  const saved = await fetch(`${sync.http}/api/docs/${encodeURIComponent(doc)}/versions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ label: 'Agenda agreed' })
+  })
+  assert.equal(saved.status, 201)
+  await alice.page.click('[data-testid=versions] button:has-text("Refresh")')
+  await alice.page.waitForSelector('[data-testid=versions] >> text=Agenda agreed')
 
   // 4. Screenshots of the final state.
   mkdirSync(artifacts, { recursive: true })
