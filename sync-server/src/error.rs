@@ -115,7 +115,7 @@ impl From<DocError> for AppError {
                 AppError::Unavailable("storage unavailable".into())
             }
             DocError::Load(cause) => AppError::Internal(cause.to_string()),
-            DocError::Restore(_) => AppError::Unprocessable(error.to_string()),
+            DocError::Restore(_) | DocError::Erase(_) => AppError::Unprocessable(error.to_string()),
             DocError::Forbidden(_) => AppError::Forbidden(error.to_string()),
         }
     }

@@ -20,6 +20,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod docs;
+pub mod erasure;
 pub mod error;
 pub mod guard;
 pub mod history;

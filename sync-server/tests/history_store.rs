@@ -347,8 +347,87 @@ async fn retention_deletes_only_what_the_policy_lets_go(b: &impl Backend) {
     );
 }
 
+/// What a GDPR erasure asks of the store: a version's state replaced in
+/// place, and a user renamed to a pseudonym in attribution, version
+/// authors and activity, in one document or workspace only.
+async fn erasure_rewrites_versions_and_renames_authors(b: &impl Backend) {
+    let store = b.open().await;
+    let (doc, other) = (name("gdpr/doc"), name("gdpr/other"));
+    let mut named = version(VersionKind::Named, "v1", 1, b"with alice");
+    named.author = "alice".into();
+    let v1 = store.add_version(&doc, named).await.unwrap();
+    store
+        .add_attribution(
+            &doc,
+            vec![bucket("alice", 1, 1, 0..3), bucket("bob", 1, 2, 0..2)],
+        )
+        .await
+        .unwrap();
+    store
+        .add_attribution(&other, vec![bucket("alice", 1, 3, 0..1)])
+        .await
+        .unwrap();
+    let mut events = vec![
+        activity("gdpr/doc", 1, ActivityKind::Edit),
+        activity("gdpr/doc", 2, ActivityKind::Join),
+        activity("gdpr/other", 3, ActivityKind::Join),
+    ];
+    events[0].actor = "alice".into();
+    events[1].actor = "alice".into();
+    store.add_activity(events).await.unwrap();
+
+    assert!(
+        store
+            .replace_version_state(&doc, v1.id, b"without".to_vec())
+            .await
+            .unwrap()
+    );
+    let (meta, state) = store.version(&doc, v1.id).await.unwrap().unwrap();
+    assert_eq!((state.as_slice(), meta.size), (&b"without"[..], 7));
+    assert_eq!(meta.label, "v1", "metadata kept");
+    assert!(
+        !store
+            .replace_version_state(&doc, 999_999, vec![])
+            .await
+            .unwrap()
+    );
+
+    // The bucket and the version author.
+    assert_eq!(store.rename_author(&doc, "alice", "p-1").await.unwrap(), 2);
+    let origins: Vec<String> = store
+        .attribution(&doc)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.origin)
+        .collect();
+    assert!(origins.contains(&"p-1".into()) && origins.contains(&"bob".into()));
+    assert!(!origins.contains(&"alice".into()));
+    assert_eq!(store.versions(&doc).await.unwrap()[0].author, "p-1");
+    assert_eq!(
+        store.attribution(&other).await.unwrap()[0].origin,
+        "alice",
+        "other documents untouched"
+    );
+    assert_eq!(store.rename_author(&doc, "alice", "p-1").await.unwrap(), 0);
+
+    assert_eq!(store.rename_actor("gdpr", "alice", "p-1").await.unwrap(), 2);
+    let actors: Vec<String> = store
+        .activity("gdpr", None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.actor)
+        .collect();
+    assert_eq!(actors, vec!["bob", "p-1", "p-1"], "newest first");
+}
+
 macro_rules! conformance {
     ($backend:expr) => {
+        #[tokio::test]
+        async fn erasure_rewrites_versions_and_renames_authors() {
+            super::erasure_rewrites_versions_and_renames_authors(&$backend).await;
+        }
         #[tokio::test]
         async fn versions_round_trip_per_document() {
             super::versions_round_trip_per_document(&$backend).await;

@@ -65,6 +65,17 @@ async fn conformance(store: &dyn IdentityStore) {
         Some(Role::Admin)
     );
     assert_eq!(store.remove_member("acme", "bob").await.unwrap(), None);
+    store
+        .set_member("beta", &alice.id, Role::Owner)
+        .await
+        .unwrap();
+    let mut theirs = store.memberships(&alice.id).await.unwrap();
+    theirs.sort();
+    assert_eq!(
+        theirs,
+        vec![("acme".into(), Role::Viewer), ("beta".into(), Role::Owner)]
+    );
+    assert_eq!(store.memberships("nobody").await.unwrap(), vec![]);
 
     let key = ApiKeyRecord {
         id: "0123abcd".into(),
@@ -92,6 +103,13 @@ async fn conformance(store: &dyn IdentityStore) {
     assert_eq!(after.last_used_ms, Some(20));
     assert_eq!(store.keys().await.unwrap().len(), 1);
     assert_eq!(store.revoke_key("nope", 50).await.unwrap(), None);
+
+    assert!(store.delete_user(&alice.id).await.unwrap());
+    assert_eq!(store.user(&alice.id).await.unwrap(), None);
+    assert!(
+        !store.delete_user(&alice.id).await.unwrap(),
+        "deleted twice"
+    );
 }
 
 #[tokio::test]

@@ -7,22 +7,27 @@
 //! server knows which client ids a user wrote with (the origin of every
 //! update it stored).
 //!
-//! - [`ErasureMode::Remove`]: the server deletes every item the user's
-//!   client ids created that is still visible, as one ordinary CRDT update
-//!   (a delete set over those items) sent by `system:erasure`, so every
-//!   replica converges on the text without it. It then compacts the
-//!   document so the deleted items' content is garbage-collected from the
-//!   stored snapshot (only tombstones with lengths remain, no content), and
-//!   deletes the log entries and history versions that still hold it.
+//! - [`ErasureMode::Remove`]: the server deletes every item the user
+//!   inserted that is still visible, as one ordinary CRDT update (a delete
+//!   set over those items, no inserts) from `system:erasure`, so every
+//!   replica converges on the document without it. Their content (text,
+//!   embeds, values, formatting marks) always goes; a shared type they
+//!   created (a paragraph, a nested map) goes only once nothing visible is
+//!   left in it, so text others typed into their paragraph stays. The
+//!   server then compacts the document, so the stored snapshot keeps only
+//!   tombstones (ids and lengths, no content) and no log entry holds the
+//!   content, and rewrites every stored version without it.
 //!   Other authors' content stays; edits anchored next to deleted text stay
 //!   valid (tombstones keep positions). A map key whose current value the
 //!   user wrote disappears (Yjs does not fall back to an older value).
 //!   Replicas offline during the erasure get the delete when they sync;
-//!   copies already exported are outside the server (see lineage).
+//!   copies already exported are outside the server (see lineage). Their
+//!   identity is then pseudonymised as below.
 //! - [`ErasureMode::Pseudonymise`]: content stays. The server replaces the
 //!   user id with the plan's pseudonym wherever it attributes content: the
-//!   origin of stored updates, history attribution, the client-id-to-user
-//!   mapping. The pseudonym is stable (the same user always gets the same
+//!   origin of stored updates (the log is compacted, which folds those
+//!   entries into a snapshot that names no one), history attribution (the
+//!   client-id-to-user mapping), version authors and the activity feed. The pseudonym is stable (the same user always gets the same
 //!   one, from a keyed hash), so "pseudonym X wrote these paragraphs" stays
 //!   consistent, and it cannot be reversed without the server's key.
 //! - [`ErasureMode::Retain`]: content and attribution are kept because a
@@ -30,8 +35,9 @@
 //!   recorded in the plan and the audit entry. A legal hold on the
 //!   workspace forces this mode, with the hold as basis.
 //!
-//! In every mode the account is deleted and the user's role bindings are
-//! revoked. Audit entries are never rewritten (the chain forbids it): they
+//! In every mode the account record is deleted, the user's explicit role
+//! bindings and API keys are revoked, and their open connections close
+//! (4403, "account erased"). Audit entries are never rewritten (the chain forbids it): they
 //! are kept under the legal obligation to keep records and leave with
 //! retention. The erasure itself is recorded in each workspace touched and
 //! in the `@server` chain, naming the subject by pseudonym only.
@@ -69,12 +75,13 @@ impl ErasureMode {
     /// What the server does to a document in this mode, in words.
     pub fn effect(&self, pseudonym: &str) -> String {
         match self {
-            ErasureMode::Remove => "delete the user's visible items with a CRDT delete, compact, \
-                 and drop log entries and history holding their content"
-                .into(),
+            ErasureMode::Remove => format!(
+                "delete the user's visible content with a CRDT delete, compact the log, \
+                 rewrite versions without it, and name {pseudonym} in history"
+            ),
             ErasureMode::Pseudonymise => format!(
                 "keep the content; replace the user id with {pseudonym} in update origins, \
-                 history attribution and client-id mappings"
+                 history attribution, version authors and activity"
             ),
             ErasureMode::Retain { legal_basis } => {
                 format!("keep content and attribution (legal basis: {legal_basis})")
@@ -176,13 +183,7 @@ pub async fn plan_erasure(
 ) -> Result<ErasurePlan, ComplianceError> {
     let pseudonym = pseudonym(log.keys(), user);
     let account = source.account(user).await?;
-    let mut revoke_roles = BTreeMap::new();
-    for change in source.role_changes(None, Some(user)).await? {
-        match change.role {
-            Some(role) => revoke_roles.insert(change.workspace, role),
-            None => revoke_roles.remove(&change.workspace),
-        };
-    }
+    let revoke_roles = source.current_roles(user).await?;
     let mut documents = Vec::new();
     let mut held = BTreeSet::new();
     let mut modes: BTreeMap<String, ErasureMode> = BTreeMap::new();

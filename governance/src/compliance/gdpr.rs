@@ -66,13 +66,7 @@ pub async fn gdpr_access(
 ) -> Result<GdprAccessReport, ComplianceError> {
     let account = source.account(user).await?;
     let role_history = source.role_changes(None, Some(user)).await?;
-    let mut current_roles = BTreeMap::new();
-    for change in &role_history {
-        match change.role {
-            Some(role) => current_roles.insert(change.workspace.clone(), role),
-            None => current_roles.remove(&change.workspace),
-        };
-    }
+    let current_roles = source.current_roles(user).await?;
     let mut documents = Vec::new();
     for authored in source.authored_documents(user).await? {
         let parts = source.attributed_parts(user, &authored.document).await?;

@@ -109,6 +109,22 @@ pub trait ComplianceSource: Send + Sync {
         user: Option<&str>,
     ) -> Result<Vec<RoleChange>, SourceError>;
 
+    /// The user's roles now, by workspace. By default the result of their
+    /// role changes; a source that stores memberships reads them.
+    async fn current_roles(
+        &self,
+        user: &str,
+    ) -> Result<std::collections::BTreeMap<String, crate::policy::Role>, SourceError> {
+        let mut roles = std::collections::BTreeMap::new();
+        for change in self.role_changes(None, Some(user)).await? {
+            match change.role {
+                Some(role) => roles.insert(change.workspace, role),
+                None => roles.remove(&change.workspace),
+            };
+        }
+        Ok(roles)
+    }
+
     /// Every document the user contributed to.
     async fn authored_documents(&self, user: &str) -> Result<Vec<AuthoredDocument>, SourceError>;
 

@@ -87,9 +87,11 @@ impl Caller {
         }
     }
 
-    /// The name attribution and activity use for this caller.
+    /// The id attribution and activity record for this caller: the stable
+    /// user id, never the display name (names change and are not unique,
+    /// and GDPR access and erasure find a user's content by id).
     pub fn author(&self) -> &str {
-        self.display_name.as_deref().unwrap_or(&self.user)
+        &self.user
     }
 }
 

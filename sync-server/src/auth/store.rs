@@ -87,6 +87,11 @@ pub trait IdentityStore: Send + Sync {
     ) -> Result<Option<Role>, IdentityStoreError>;
     /// The members of `workspace`.
     async fn members(&self, workspace: &str) -> Result<Vec<Member>, IdentityStoreError>;
+    /// The workspaces `user` is an explicit member of, with the role.
+    async fn memberships(&self, user: &str) -> Result<Vec<(String, Role)>, IdentityStoreError>;
+    /// Deletes the user's record (GDPR erasure); true if there was one.
+    /// Memberships and keys are revoked separately, each audited.
+    async fn delete_user(&self, id: &str) -> Result<bool, IdentityStoreError>;
     /// Stores a new key.
     async fn create_key(&self, key: &ApiKeyRecord) -> Result<(), IdentityStoreError>;
     /// The key whose hash is `hash`.
@@ -263,6 +268,37 @@ impl IdentityStore for Arc<SledIdentityStore> {
                     })
                 })
                 .collect()
+        })
+        .await
+    }
+
+    async fn memberships(&self, user: &str) -> Result<Vec<(String, Role)>, IdentityStoreError> {
+        let (this, user) = (self.clone(), user.to_owned());
+        blocking(move || {
+            // Keyed by workspace first: a full scan, fine for an erasure or
+            // a report.
+            let mut out = Vec::new();
+            for entry in this.members.iter() {
+                let (key, value) = entry.map_err(sled_err)?;
+                let Some(split) = key.iter().position(|&b| b == 0) else {
+                    continue;
+                };
+                if &key[split + 1..] == user.as_bytes() {
+                    let workspace = String::from_utf8_lossy(&key[..split]).into_owned();
+                    out.push((workspace, parse_role(&value)?));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, id: &str) -> Result<bool, IdentityStoreError> {
+        let (this, id) = (self.clone(), id.to_owned());
+        blocking(move || {
+            let old = this.users.remove(id.as_bytes()).map_err(sled_err)?;
+            this.users.flush().map_err(sled_err)?;
+            Ok(old.is_some())
         })
         .await
     }

@@ -170,6 +170,28 @@ impl IdentityStore for Arc<PgIdentityStore> {
             .collect()
     }
 
+    async fn memberships(&self, user: &str) -> Result<Vec<(String, Role)>, IdentityStoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT workspace, role FROM identity_members WHERE user_id = $1 ORDER BY workspace",
+        )
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg)?;
+        rows.into_iter()
+            .map(|(workspace, r)| Ok((workspace, role(&r)?)))
+            .collect()
+    }
+
+    async fn delete_user(&self, id: &str) -> Result<bool, IdentityStoreError> {
+        let done = sqlx::query("DELETE FROM identity_users WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(pg)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn create_key(&self, key: &ApiKeyRecord) -> Result<(), IdentityStoreError> {
         sqlx::query(
             "INSERT INTO identity_api_keys (id, name, hash, workspaces, role, created_by, created_ms)

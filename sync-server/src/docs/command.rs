@@ -101,6 +101,21 @@ pub enum Command {
         /// Answered with the version recording the restore.
         reply: oneshot::Sender<Result<VersionMeta, DocError>>,
     },
+    /// Erases a user (GDPR): closes their connections, names their
+    /// pseudonym in history not yet stored, and deletes their content when
+    /// asked. Answered once the delete is durable.
+    Erase {
+        /// What to do.
+        request: super::task::EraseRequest,
+        /// Answered with what was done.
+        reply: oneshot::Sender<Result<super::task::Erased, DocError>>,
+    },
+    /// Compacts the log now; answered once a compaction that started after
+    /// the request finished.
+    Compact {
+        /// Answered when done.
+        reply: oneshot::Sender<Result<(), DocError>>,
+    },
     /// Who is present now.
     Presence {
         /// The answer.
@@ -164,6 +179,9 @@ pub enum DocError {
     /// A version could not be restored.
     #[error("restore failed: {0}")]
     Restore(String),
+    /// An erasure could not be carried out.
+    #[error("erasure failed: {0}")]
+    Erase(String),
     /// A policy refused the operation; names the policy.
     #[error("{0}")]
     Forbidden(String),

@@ -18,7 +18,7 @@ pub use self::command::{Command, DocError, PresenceEntry, ReadKind, ReadOut};
 pub use self::name::{DocName, MAX_NAME_LEN, NameError};
 pub use self::peer::{CloseReason, ConnId, Control, Outbound, PeerLink};
 pub use self::registry::{DocHandle, DocShared, Registry};
-pub use self::task::AutoVersions;
+pub use self::task::{AutoVersions, ERASURE_ORIGIN, EraseRequest, Erased};
 
 /// How documents behave.
 #[derive(Debug, Clone)]

@@ -119,6 +119,12 @@ impl Registry {
         self.docs.lock().expect("registry lock poisoned").len()
     }
 
+    /// The names of the documents with a running task.
+    pub fn loaded_names(&self) -> Vec<DocName> {
+        let docs = self.docs.lock().expect("registry lock poisoned");
+        docs.keys().cloned().collect()
+    }
+
     /// Sends a request to `name`'s task and waits for its answer. A task
     /// that was unloading in between is replaced and asked again.
     pub async fn request<T>(

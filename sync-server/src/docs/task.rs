@@ -31,9 +31,11 @@ use crate::auth::Caller;
 use crate::history::{ActivityKind, Bucket, NewActivity, VersionMeta};
 use crate::store::{Appended, NewUpdate, Snapshot, StoreError, StoredDoc};
 
+mod erasure;
 mod history;
 mod remote;
 
+pub use self::erasure::{ERASURE_ORIGIN, EraseRequest, Erased};
 pub use self::history::AutoVersions;
 
 /// A batch this large is committed without waiting for its window: it
@@ -77,6 +79,8 @@ pub(crate) struct DocTask {
     log_entries: usize,
     log_bytes: usize,
     compacting: bool,
+    /// Compactions asked for (after an erasure), and who waits for them.
+    compaction: erasure::CompactionRequests,
     idle_since: Option<Instant>,
     /// Which log entries the document holds (see [`Sequence`]).
     sequence: Sequence,
@@ -117,6 +121,7 @@ impl DocTask {
             log_entries: 0,
             log_bytes: 0,
             compacting: false,
+            compaction: erasure::CompactionRequests::default(),
             idle_since: Some(Instant::now()),
             sequence: Sequence::new(0),
             caught_up_at: Instant::now(),
@@ -277,6 +282,7 @@ impl DocTask {
             }
             Event::Compacted(result) => {
                 self.compacting = false;
+                self.compaction_finished(&result);
                 match result {
                     Ok((entries, bytes)) => {
                         self.shared.metrics.compactions.inc();
@@ -379,6 +385,8 @@ impl DocTask {
                 author,
                 reply,
             } => self.load_restore(version, state, author, reply),
+            Command::Erase { request, reply } => self.erase(request, reply),
+            Command::Compact { reply } => self.request_compaction(reply),
         }
     }
 
@@ -766,14 +774,7 @@ impl DocTask {
         {
             return;
         }
-        self.compacting = true;
-        let shared = self.shared.clone();
-        let name = self.name.clone();
-        let events = self.events_tx.clone();
-        self.shared.tracker.spawn(async move {
-            let result = compact(&shared, &name).await;
-            let _task_gone = events.send(Event::Compacted(result));
-        });
+        self.start_compaction();
     }
 
     async fn housekeep(&mut self) {
@@ -898,6 +899,12 @@ fn refuse(command: Command, error: &DocError) {
             let _gone = reply.send(Err(error.clone()));
         }
         Command::Presence { reply } => {
+            let _gone = reply.send(Err(error.clone()));
+        }
+        Command::Erase { reply, .. } => {
+            let _gone = reply.send(Err(error.clone()));
+        }
+        Command::Compact { reply } => {
             let _gone = reply.send(Err(error.clone()));
         }
         Command::SaveVersion { reply, .. } | Command::Restore { reply, .. } => {

@@ -68,6 +68,19 @@ impl ComplianceSource for ServerSource {
         Ok(Vec::new())
     }
 
+    async fn current_roles(
+        &self,
+        user: &str,
+    ) -> Result<std::collections::BTreeMap<String, governance::policy::Role>, SourceError> {
+        // Explicit memberships; roles from group rules follow the identity
+        // provider's groups and are not stored here.
+        let memberships = self.identity.memberships(user).await.map_err(failed)?;
+        Ok(memberships
+            .into_iter()
+            .map(|(workspace, role)| (workspace, super::policy_role(role)))
+            .collect())
+    }
+
     async fn authored_documents(&self, user: &str) -> Result<Vec<AuthoredDocument>, SourceError> {
         let mut out = Vec::new();
         for doc in self.store.list().await.map_err(failed)? {

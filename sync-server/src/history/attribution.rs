@@ -69,6 +69,37 @@ impl Attribution {
         }
     }
 
+    /// Items `origin` inserted in what awaits storing.
+    pub fn inserted_by(&self, origin: &str) -> IdSet {
+        let mut items = IdSet::default();
+        for bucket in self.pending.values().filter(|b| b.origin == origin) {
+            items.merge_with(bucket.inserted.clone());
+        }
+        items
+    }
+
+    /// Names `to` instead of `from` in what awaits storing.
+    pub fn rename(&mut self, from: &str, to: &str) {
+        let theirs: Vec<_> = self
+            .pending
+            .keys()
+            .filter(|(origin, _)| origin == from)
+            .cloned()
+            .collect();
+        let renamed = theirs
+            .into_iter()
+            .filter_map(|key| self.pending.remove(&key))
+            .map(|bucket| Bucket {
+                origin: to.to_owned(),
+                ..bucket
+            })
+            .collect();
+        self.restore(renamed);
+        if let Some(minute) = self.last_minute.remove(from) {
+            self.last_minute.insert(to.to_owned(), minute);
+        }
+    }
+
     /// Whether anything awaits storing.
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()

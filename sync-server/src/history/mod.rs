@@ -202,6 +202,27 @@ pub trait HistoryStore: Send + Sync + 'static {
         workspace: &str,
         at_ms: u64,
     ) -> Result<usize, StoreError>;
+    /// Replaces a version's state, keeping its id and metadata (an erasure
+    /// rewrites versions without the erased content); false if it does not
+    /// exist.
+    async fn replace_version_state(
+        &self,
+        doc: &DocName,
+        id: u64,
+        state: Vec<u8>,
+    ) -> Result<bool, StoreError>;
+    /// Names `to` instead of `from` as author in a document's attribution
+    /// and versions (pseudonymisation); returns the rows changed.
+    async fn rename_author(&self, doc: &DocName, from: &str, to: &str)
+    -> Result<usize, StoreError>;
+    /// Names `to` instead of `from` as actor in a workspace's activity;
+    /// returns the events changed.
+    async fn rename_actor(
+        &self,
+        workspace: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<usize, StoreError>;
 }
 
 /// Live activity, for `/api/activity/{workspace}/stream`.

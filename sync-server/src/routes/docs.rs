@@ -227,8 +227,8 @@ async fn write(
     admit(&state, &caller, &name, &action, &history, true, &uri).await?;
     match action {
         Action::Update => write_update(&state, name, &query, caller, body).await,
-        Action::Versions => versions::save(&state, &name, body).await,
-        Action::Restore(id) => versions::restore(&state, &name, id).await,
+        Action::Versions => versions::save(&state, &name, caller.author(), body).await,
+        Action::Restore(id) => versions::restore(&state, &name, caller.author(), id).await,
         Action::Copy => copy(&state, name, copy_query.source.as_deref(), caller).await,
         _ => Err(AppError::BadRequest(
             "POST is accepted on /api/docs/{document}/update, /copy, /versions and /versions/{id}/restore"

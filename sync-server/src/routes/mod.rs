@@ -9,6 +9,7 @@ mod limit;
 mod members;
 mod page;
 mod reports;
+mod settings;
 mod signin;
 mod tokens;
 mod versions;
@@ -28,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tokens::router())
         .merge(keys::router())
         .merge(members::router())
+        .merge(settings::router())
         .merge(signin::router())
         .merge(page::router())
         .merge(crate::ws::router())

@@ -5,6 +5,11 @@
 //!   wrote and the text still attributed to them;
 //! - `GET /api/reports/gdpr-erasure/{user}?format=`: what erasing the user
 //!   does, per workspace's erasure mode (a plan: nothing is changed);
+//! - `POST /api/erasures/{user}` with `{"confirm": "<user>"}`: carries the
+//!   erasure out (see [`crate::erasure`]) and answers with what was done:
+//!   200 when every document is done, 500 with the same report when some
+//!   failed (running it again finishes them). Owners only (policy
+//!   `roles.owner-only`);
 //! - `GET /api/reports/access-review?workspace=&from=&to=&format=`: the
 //!   SOC 2 access review, who had which role when, and who changed it;
 //! - `GET /api/lineage/{document}?depth=`: where the document's content
@@ -14,12 +19,14 @@
 //! `document.read`) before it is built.
 
 use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use governance::audit::Action;
-use governance::compliance::{ReportFormat, access_review, gdpr_access, plan_erasure, render};
+use governance::compliance::{
+    ReportFormat, access_review, gdpr_access, plan_erasure, pseudonym, render,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -27,13 +34,14 @@ use crate::auth::Target;
 use crate::auth::credentials::Authenticated;
 use crate::docs::DocName;
 use crate::error::AppError;
-use crate::guard::ServerSource;
+use crate::guard::{ServerSource, actor};
 use crate::state::AppState;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/reports/gdpr-access/{user}", get(gdpr))
         .route("/api/reports/gdpr-erasure/{user}", get(erasure))
+        .route("/api/erasures/{user}", post(erase))
         .route("/api/reports/access-review", get(review))
         .route("/api/lineage/{*document}", get(lineage))
 }
@@ -130,6 +138,47 @@ async fn erasure(
         .await
         .map_err(failed)?;
     Ok(rendered(&plan, format))
+}
+
+#[derive(Debug, Deserialize)]
+struct EraseRequest {
+    /// The user id again, so a slip of the path erases no one.
+    confirm: String,
+}
+
+async fn erase(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(user): Path<String>,
+    Json(request): Json<EraseRequest>,
+) -> Result<Response, AppError> {
+    if request.confirm != user {
+        return Err(AppError::BadRequest(format!(
+            "confirm must repeat the user id {user:?} exactly"
+        )));
+    }
+    let caller = auth.caller(&state, Target::Workspace("*")).await?;
+    let log = state.guard.governance().audit();
+    // The trail names the subject by pseudonym only, from the request on.
+    let subject = pseudonym(log.keys(), &user);
+    let op = state
+        .guard
+        .operation(Action::UserErasure, &caller, "*", None)
+        .details(json!({ "subject": subject, "stage": "requested" }));
+    state.guard.authorize(op).await?;
+    let plan = plan_erasure(&user, &caller.user, &source(&state), log)
+        .await
+        .map_err(failed)?;
+    let report =
+        crate::erasure::carry_out(&state, plan, actor(&caller), state.guard.source(&caller))
+            .await
+            .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    let status = if report.outcome.failed.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    Ok((status, Json(report)).into_response())
 }
 
 async fn review(

@@ -29,9 +29,6 @@ use crate::history::{Authors, VersionMeta};
 use crate::state::AppState;
 use crate::store::StoreError;
 
-/// Who acts through the HTTP API until requests carry an identity.
-const HTTP_ACTOR: &str = "http";
-
 /// Query of the history routes.
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct HistoryQuery {
@@ -132,9 +129,11 @@ pub(super) async fn get(
     }
 }
 
+/// Saves a named version; `author` is the caller's user id.
 pub(super) async fn save(
     state: &AppState,
     name: &DocName,
+    author: &str,
     body: Body,
 ) -> Result<Response, AppError> {
     let bytes = to_bytes(body, 4096)
@@ -145,16 +144,18 @@ pub(super) async fn save(
         .registry
         .request(name, |reply| Command::SaveVersion {
             request: request.clone(),
-            author: HTTP_ACTOR.into(),
+            author: author.to_owned(),
             reply,
         })
         .await?;
     Ok((StatusCode::CREATED, Json(meta)).into_response())
 }
 
+/// Restores version `id`; `author` is the caller's user id.
 pub(super) async fn restore(
     state: &AppState,
     name: &DocName,
+    author: &str,
     id: u64,
 ) -> Result<Response, AppError> {
     let (_, bytes) = load_version(state, name, id).await?;
@@ -164,7 +165,7 @@ pub(super) async fn restore(
         .request(name, |reply| Command::Restore {
             version: id,
             state: bytes.clone(),
-            author: HTTP_ACTOR.into(),
+            author: author.to_owned(),
             reply,
         })
         .await?;

@@ -250,6 +250,75 @@ impl SledHistory {
         self.activity.apply_batch(batch).map_err(backend)?;
         Ok(deleted)
     }
+
+    fn replace_version_state(
+        &self,
+        doc: &DocName,
+        id: u64,
+        state: Vec<u8>,
+    ) -> Result<bool, StoreError> {
+        let k = key(doc.as_str(), id);
+        let Some(meta) = self.versions.get(&k).map_err(backend)? else {
+            return Ok(false);
+        };
+        let mut meta: VersionMeta = serde_json::from_slice(&meta).map_err(backend)?;
+        meta.size = state.len();
+        let mut batch = sled::Batch::default();
+        batch.insert(k.clone(), serde_json::to_vec(&meta).map_err(backend)?);
+        let mut states = sled::Batch::default();
+        states.insert(k, state);
+        // Two trees: state first, so a listed version always has a state
+        // (its size may lag by one write if the second fails).
+        self.states.apply_batch(states).map_err(backend)?;
+        self.versions.apply_batch(batch).map_err(backend)?;
+        self.db.flush().map_err(backend)?;
+        Ok(true)
+    }
+
+    fn rename_author(&self, doc: &DocName, from: &str, to: &str) -> Result<usize, StoreError> {
+        let mut changed = 0;
+        let mut buckets = sled::Batch::default();
+        for item in self.attribution.scan_prefix(prefix(doc.as_str())) {
+            let (k, v) = item.map_err(backend)?;
+            let mut bucket = decode_bucket(&v)?;
+            if bucket.origin == from {
+                bucket.origin = to.to_owned();
+                buckets.insert(k, encode_bucket(&bucket));
+                changed += 1;
+            }
+        }
+        let mut versions = sled::Batch::default();
+        for item in self.versions.scan_prefix(prefix(doc.as_str())) {
+            let (k, v) = item.map_err(backend)?;
+            let mut meta: VersionMeta = serde_json::from_slice(&v).map_err(backend)?;
+            if meta.author == from {
+                meta.author = to.to_owned();
+                versions.insert(k, serde_json::to_vec(&meta).map_err(backend)?);
+                changed += 1;
+            }
+        }
+        self.attribution.apply_batch(buckets).map_err(backend)?;
+        self.versions.apply_batch(versions).map_err(backend)?;
+        self.db.flush().map_err(backend)?;
+        Ok(changed)
+    }
+
+    fn rename_actor(&self, workspace: &str, from: &str, to: &str) -> Result<usize, StoreError> {
+        let mut changed = 0;
+        let mut batch = sled::Batch::default();
+        for item in self.activity.scan_prefix(prefix(workspace)) {
+            let (k, v) = item.map_err(backend)?;
+            let mut event: ActivityEvent = serde_json::from_slice(&v).map_err(backend)?;
+            if event.event.actor == from {
+                event.event.actor = to.to_owned();
+                batch.insert(k, serde_json::to_vec(&event).map_err(backend)?);
+                changed += 1;
+            }
+        }
+        self.activity.apply_batch(batch).map_err(backend)?;
+        self.db.flush().map_err(backend)?;
+        Ok(changed)
+    }
 }
 
 async fn blocking<T: Send + 'static>(
@@ -333,6 +402,39 @@ impl HistoryStore for SledStore {
         let workspace = workspace.to_owned();
         blocking(self.history(), move |h| {
             h.delete_activity_before(&workspace, at_ms)
+        })
+        .await
+    }
+    async fn replace_version_state(
+        &self,
+        doc: &DocName,
+        id: u64,
+        state: Vec<u8>,
+    ) -> Result<bool, StoreError> {
+        let doc = doc.clone();
+        blocking(self.history(), move |h| {
+            h.replace_version_state(&doc, id, state)
+        })
+        .await
+    }
+    async fn rename_author(
+        &self,
+        doc: &DocName,
+        from: &str,
+        to: &str,
+    ) -> Result<usize, StoreError> {
+        let (doc, from, to) = (doc.clone(), from.to_owned(), to.to_owned());
+        blocking(self.history(), move |h| h.rename_author(&doc, &from, &to)).await
+    }
+    async fn rename_actor(
+        &self,
+        workspace: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<usize, StoreError> {
+        let (workspace, from, to) = (workspace.to_owned(), from.to_owned(), to.to_owned());
+        blocking(self.history(), move |h| {
+            h.rename_actor(&workspace, &from, &to)
         })
         .await
     }

@@ -389,6 +389,22 @@ impl DocTask {
         );
     }
 
+    /// Items `origin` inserted whose attribution is not stored yet.
+    pub(super) fn pending_inserted_by(&self, origin: &str) -> yrs::IdSet {
+        self.history.attribution.inserted_by(origin)
+    }
+
+    /// Names `to` instead of `from` in attribution and activity not yet
+    /// stored (an erasure renames what is stored).
+    pub(super) fn rename_pending_history(&mut self, from: &str, to: &str) {
+        self.history.attribution.rename(from, to);
+        for event in &mut self.history.activity {
+            if event.actor == from {
+                event.actor = to.to_owned();
+            }
+        }
+    }
+
     /// Before the task unloads: store what history is still in memory. The
     /// pipeline is idle, so the version can be stored directly.
     /// The last history writes of a task that stops. Writes still in

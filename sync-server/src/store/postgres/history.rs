@@ -336,4 +336,76 @@ impl HistoryStore for PostgresStore {
         })
         .await
     }
+
+    async fn replace_version_state(
+        &self,
+        doc: &DocName,
+        id: u64,
+        state: Vec<u8>,
+    ) -> Result<bool, StoreError> {
+        bounded("replacing a version's state", async {
+            let done = sqlx::query(
+                "UPDATE versions v SET state = $3 FROM documents d
+                  WHERE d.id = v.doc_id AND d.name = $1 AND v.id = $2",
+            )
+            .bind(doc.as_str())
+            .bind(to_i64(id))
+            .bind(state)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
+    async fn rename_author(
+        &self,
+        doc: &DocName,
+        from: &str,
+        to: &str,
+    ) -> Result<usize, StoreError> {
+        bounded("renaming an author", async {
+            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let mut changed = 0;
+            for statement in [
+                "UPDATE attribution a SET origin = $3 FROM documents d
+                  WHERE d.id = a.doc_id AND d.name = $1 AND a.origin = $2",
+                "UPDATE versions v SET author = $3 FROM documents d
+                  WHERE d.id = v.doc_id AND d.name = $1 AND v.author = $2",
+            ] {
+                let done = sqlx::query(statement)
+                    .bind(doc.as_str())
+                    .bind(from)
+                    .bind(to)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                changed += done.rows_affected() as usize;
+            }
+            tx.commit().await.map_err(backend)?;
+            Ok(changed)
+        })
+        .await
+    }
+
+    async fn rename_actor(
+        &self,
+        workspace: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<usize, StoreError> {
+        bounded("renaming an actor", async {
+            let done =
+                sqlx::query("UPDATE activity SET actor = $3 WHERE workspace = $1 AND actor = $2")
+                    .bind(workspace)
+                    .bind(from)
+                    .bind(to)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(backend)?;
+            Ok(done.rows_affected() as usize)
+        })
+        .await
+    }
 }

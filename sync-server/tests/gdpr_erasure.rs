@@ -1,0 +1,466 @@
+//! GDPR access and erasure, round trip, on a real server with several
+//! authors: Alice, Bob and Carol write in `acme` (erasure mode remove, the
+//! default) and Alice and Bob in `legal` (pseudonymise). The access report
+//! shows Alice's account, role and text; erasing her deletes her text from
+//! the live document, the stored state, the log and the versions of
+//! `acme`, keeps it in `legal` under a pseudonym, ends her access, and is
+//! on the audit trail without her name. Run on the embedded store and on
+//! PostgreSQL (which holds documents, history, identity and the audit
+//! trail alike).
+
+mod common;
+mod pg;
+
+use std::time::Duration;
+
+use argon2::PasswordHasher;
+use argon2::password_hash::SaltString;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use common::{Client, open_store};
+use pg::TestSchema;
+use serde_json::{Value, json};
+use sync_server::auth::AuthMethod;
+use sync_server::auth::config::{IdentityConfig, IdentityFile};
+use sync_server::auth::tokens::{Claims, ISSUER, TokenKind, TokenSigner, now_secs};
+use sync_server::config::Config;
+use sync_server::config::{Settings, StoreKind};
+use sync_server::docs::DocName;
+use sync_server::store::DocStore;
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const SECRET: &str = "erasure-test-secret-0123456789abcdef";
+const ALICE: &str = "ALICE-PERSONAL-TEXT ";
+
+/// Sign-in is configured (a break-glass account is enough to leave
+/// anonymous mode); the test's users hold sessions and document tokens
+/// signed with the server's secret, exactly as a sign-in issues them.
+fn identity() -> IdentityConfig {
+    let salt = SaltString::encode_b64(b"test-salt-16byte").unwrap();
+    let hash = argon2::Argon2::default()
+        .hash_password(b"unused", &salt)
+        .unwrap()
+        .to_string();
+    let text = format!(
+        r#"
+        token-secret = "{SECRET}"
+        [break-glass]
+        user = "root"
+        password-argon2 = "{hash}"
+        [[roles]]
+        group = "dpo"
+        workspace = "*"
+        role = "owner"
+        [[roles]]
+        group = "staff"
+        workspace = "acme"
+        role = "editor"
+        [[roles]]
+        group = "staff"
+        workspace = "legal"
+        role = "editor"
+        "#
+    );
+    let file: IdentityFile = toml::from_str(&text).expect("identity file");
+    IdentityConfig::resolve(Some(file), None, None).expect("identity config")
+}
+
+/// A session cookie for `user`, as a sign-in sets it.
+fn session(user: &str, group: &str) -> String {
+    let now = now_secs();
+    let token = TokenSigner::new(SECRET.as_bytes()).sign(&Claims {
+        iss: ISSUER.into(),
+        sub: user.into(),
+        name: Some(format!("{user} (display name)")),
+        groups: vec![group.into()],
+        method: AuthMethod::Session,
+        kind: TokenKind::Session,
+        doc: None,
+        ws: None,
+        role: None,
+        iat: now,
+        exp: now + 3600,
+    });
+    format!("collab_session={token}")
+}
+
+/// An HTTP client with `user`'s session.
+fn signed_in(user: &str, group: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("cookie", session(user, group).parse().unwrap());
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// Where a server keeps its data, to inspect after it stops.
+enum Data {
+    Sled(TempDir),
+    Postgres(TestSchema, TempDir),
+}
+
+struct Server {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), sync_server::ServerError>>,
+    data: Data,
+}
+
+impl Server {
+    async fn start(data: Data) -> Server {
+        let (mut config, store): (Config, Arc<dyn DocStore>) = match &data {
+            Data::Sled(dir) => {
+                let config = Config::for_test(dir.path());
+                let store = open_store(dir.path(), &config);
+                (config, store)
+            }
+            Data::Postgres(schema, dir) => {
+                let config = Config::resolve(Settings {
+                    store: Some(StoreKind::Postgres),
+                    database_url: Some(schema.config().url),
+                    database_schema: Some(schema.name.clone()),
+                    data_dir: Some(dir.path().to_owned()),
+                    bind: Some("127.0.0.1:0".parse().unwrap()),
+                    ..Settings::default()
+                })
+                .expect("valid settings");
+                (config, schema.open().await)
+            }
+        };
+        config.identity = identity();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(sync_server::serve(
+            config,
+            store,
+            listener,
+            shutdown.clone(),
+        ));
+        Server {
+            addr,
+            shutdown,
+            task,
+            data,
+        }
+    }
+
+    fn http(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn ws(&self, doc: &str) -> String {
+        format!("ws://{}/ws/{doc}", self.addr)
+    }
+
+    /// Stops the server and opens its document store directly.
+    async fn stop(self) -> (Arc<dyn DocStore>, Data) {
+        self.shutdown.cancel();
+        self.task
+            .await
+            .expect("server task")
+            .expect("server stopped cleanly");
+        let store: Arc<dyn DocStore> = match &self.data {
+            Data::Sled(dir) => open_store(dir.path(), &Config::for_test(dir.path())),
+            Data::Postgres(schema, _) => schema.open().await,
+        };
+        (store, self.data)
+    }
+}
+
+async fn call(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// A staff member's connection to `doc`, with a document token from
+/// `/api/tokens` as the browser SDK gets one.
+async fn author(server: &Server, user: &str, doc: &str) -> Client {
+    let (status, body) = call(
+        signed_in(user, "staff")
+            .post(server.http("/api/tokens"))
+            .json(&json!({ "document": doc })),
+    )
+    .await;
+    assert_eq!(status, 200, "token for {user}: {body}");
+    let token = body["token"].as_str().unwrap();
+    Client::connect_as(&server.ws(doc), Some(token))
+        .await
+        .unwrap_or_else(|e| panic!("{user} connects to {doc}: {e:?}"))
+}
+
+async fn converge(clients: &mut [&mut Client], text: &str) {
+    for client in clients.iter_mut() {
+        let done = client
+            .pump_until(|c| c.text() == text, Duration::from_secs(10))
+            .await;
+        assert!(done, "converged on {text:?}, have {:?}", client.text());
+    }
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_round_trip_on_sled() {
+    let server = Server::start(Data::Sled(tempfile::tempdir().unwrap())).await;
+    erasure_removes_or_pseudonymises_by_workspace_and_is_audited(server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_round_trip_on_postgres() {
+    let data = Data::Postgres(TestSchema::new(), tempfile::tempdir().unwrap());
+    let server = Server::start(data).await;
+    erasure_removes_or_pseudonymises_by_workspace_and_is_audited(server).await;
+}
+
+async fn erasure_removes_or_pseudonymises_by_workspace_and_is_audited(server: Server) {
+    let admin = signed_in("dpo", "dpo");
+
+    // Legal pseudonymises; acme keeps the default, remove.
+    let (status, body) = call(
+        admin
+            .patch(server.http("/api/workspaces/legal/settings"))
+            .json(&json!({ "erasure_mode": { "mode": "pseudonymise" } })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["erasure_mode"]["mode"], "pseudonymise");
+    // Alice also has an explicit role, which the erasure revokes.
+    let (status, body) = call(
+        admin
+            .put(server.http("/api/workspaces/acme/members/alice"))
+            .json(&json!({ "role": "editor" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Three authors in acme, two in legal.
+    let mut alice = author(&server, "alice", "acme/plan").await;
+    let mut bob = author(&server, "bob", "acme/plan").await;
+    let mut carol = author(&server, "carol", "acme/plan").await;
+    alice.insert(ALICE).await;
+    converge(&mut [&mut alice, &mut bob, &mut carol], ALICE).await;
+    bob.insert("bob wrote this; ").await;
+    converge(
+        &mut [&mut alice, &mut bob, &mut carol],
+        &format!("{ALICE}bob wrote this; "),
+    )
+    .await;
+    carol.insert("carol too.").await;
+    let full = format!("{ALICE}bob wrote this; carol too.");
+    converge(&mut [&mut alice, &mut bob, &mut carol], &full).await;
+
+    let mut alice_legal = author(&server, "alice", "legal/contract").await;
+    let mut bob_legal = author(&server, "bob", "legal/contract").await;
+    alice_legal.insert("Clause by Alice. ").await;
+    converge(&mut [&mut alice_legal, &mut bob_legal], "Clause by Alice. ").await;
+    bob_legal.insert("Clause by Bob.").await;
+    let contract = "Clause by Alice. Clause by Bob.";
+    converge(&mut [&mut alice_legal, &mut bob_legal], contract).await;
+
+    // A named version holds Alice's text too.
+    let (status, body) = call(
+        admin
+            .post(server.http("/api/docs/acme/plan/versions"))
+            .json(&json!({ "label": "before erasure" })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    // The access report: account, role, and the text she wrote, in both
+    // documents (once attribution is stored).
+    let mut report = Value::Null;
+    for _ in 0..100 {
+        let (status, body) = call(admin.get(server.http("/api/reports/gdpr-access/alice"))).await;
+        assert_eq!(status, 200, "{body}");
+        report = body;
+        if report["documents"].as_array().map_or(0, Vec::len) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let report_text = report.to_string();
+    assert_eq!(report["documents"].as_array().unwrap().len(), 2, "{report}");
+    assert!(report_text.contains(ALICE.trim()), "{report}");
+    assert!(report_text.contains("Clause by Alice."), "{report}");
+    assert!(
+        !report_text.contains("bob wrote"),
+        "only Alice's text: {report}"
+    );
+    assert_eq!(report["current_roles"]["acme"], "editor", "{report}");
+    assert_eq!(report["account"]["display_name"], "alice (display name)");
+
+    // The plan says what happens where.
+    let (status, plan) = call(admin.get(server.http("/api/reports/gdpr-erasure/alice"))).await;
+    assert_eq!(status, 200, "{plan}");
+    let modes: Vec<(String, String)> = plan["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let doc = d["document"].as_str().unwrap().to_owned();
+            (doc, d["mode"]["mode"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert!(
+        modes.contains(&("acme/plan".into(), "remove".into())),
+        "{plan}"
+    );
+    assert!(
+        modes.contains(&("legal/contract".into(), "pseudonymise".into())),
+        "{plan}"
+    );
+    let pseudonym = plan["pseudonym"].as_str().unwrap().to_owned();
+
+    // A wrong confirmation erases no one.
+    let (status, body) = call(
+        admin
+            .post(server.http("/api/erasures/alice"))
+            .json(&json!({ "confirm": "bob" })),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"],
+        "confirm must repeat the user id \"alice\" exactly"
+    );
+    // Only an owner may erase: Bob may not.
+    let (status, body) = call(
+        signed_in("bob", "staff")
+            .post(server.http("/api/erasures/alice"))
+            .json(&json!({ "confirm": "alice" })),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+
+    let (status, done) = call(
+        admin
+            .post(server.http("/api/erasures/alice"))
+            .json(&json!({ "confirm": "alice" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["outcome"]["failed"], json!({}), "{done}");
+    let plan_doc = &done["documents"]["acme/plan"];
+    assert_eq!(plan_doc["deleted"], ALICE.len(), "{done}");
+    assert_eq!(plan_doc["connections_closed"], 1, "{done}");
+    assert_eq!(plan_doc["versions_rewritten"], 1, "{done}");
+    assert_eq!(done["documents"]["legal/contract"]["deleted"], 0, "{done}");
+    assert_eq!(done["memberships_removed"], json!(["acme"]), "{done}");
+    assert_eq!(done["account_deleted"], true, "{done}");
+
+    // Her connections are closed, saying why; the others converge without
+    // her text in acme and keep it in legal.
+    let (code, reason) = alice.expect_close(Duration::from_secs(5)).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (4403, "access revoked: account erased")
+    );
+    let (code, _) = alice_legal.expect_close(Duration::from_secs(5)).await;
+    assert_eq!(code, 4403);
+    let without = "bob wrote this; carol too.";
+    converge(&mut [&mut bob, &mut carol], without).await;
+    bob_legal.pump_for(Duration::from_millis(200)).await;
+    assert_eq!(bob_legal.text(), contract);
+
+    // The version is rewritten too, and history names the pseudonym.
+    let (status, versions) = call(admin.get(server.http("/api/docs/acme/plan/versions"))).await;
+    assert_eq!(status, 200, "{versions}");
+    let id = versions["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["label"] == "before erasure")
+        .and_then(|v| v["id"].as_u64())
+        .unwrap_or_else(|| panic!("no named version in {versions}"));
+    let (status, version) =
+        call(admin.get(server.http(&format!("/api/docs/acme/plan/versions/{id}")))).await;
+    assert_eq!(status, 200, "{version}");
+    assert!(!version.to_string().contains(ALICE.trim()), "{version}");
+    let (status, activity) = call(admin.get(server.http("/api/activity/legal"))).await;
+    assert_eq!(status, 200, "{activity}");
+    let activity = activity.to_string();
+    assert!(!activity.contains("\"alice\""), "{activity}");
+    assert!(activity.contains(&pseudonym), "{activity}");
+
+    // The erasure is on the trail in each workspace and the server's
+    // chain, naming her by pseudonym only.
+    let (status, audit) =
+        call(admin.get(server.http("/api/audit?action=user.erasure&limit=100"))).await;
+    assert_eq!(status, 200, "{audit}");
+    let entries = audit["entries"].as_array().unwrap();
+    let scopes: std::collections::BTreeSet<&str> = entries
+        .iter()
+        .filter(|e| {
+            e["event"]["details"]["documents"].is_array()
+                || e["event"]["details"]["documents"].is_number()
+        })
+        .map(|e| e["event"]["workspace"].as_str().unwrap())
+        .collect();
+    assert!(
+        scopes.contains("acme") && scopes.contains("legal"),
+        "{audit}"
+    );
+    assert!(scopes.contains("@server"), "{audit}");
+    for entry in entries {
+        assert_eq!(
+            entry["event"]["details"]["subject"],
+            pseudonym.as_str(),
+            "{entry}"
+        );
+        assert!(
+            !entry["event"]["details"].to_string().contains("alice"),
+            "{entry}"
+        );
+    }
+
+    // After it, the access report finds nothing of hers; erasing again is
+    // harmless.
+    let (_, after) = call(admin.get(server.http("/api/reports/gdpr-access/alice"))).await;
+    assert_eq!(after["documents"], json!([]), "{after}");
+    assert_eq!(after["current_roles"], json!({}), "{after}");
+    let (status, again) = call(
+        admin
+            .post(server.http("/api/erasures/alice"))
+            .json(&json!({ "confirm": "alice" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["documents"], json!({}), "{again}");
+
+    // What is stored: no log entry, snapshot or version of acme holds her
+    // text; legal keeps it, attributed to the pseudonym.
+    for client in [bob, carol, bob_legal] {
+        client.close().await;
+    }
+    let (store, _data) = server.stop().await;
+    let plan_doc = DocName::parse("acme/plan").unwrap();
+    let stored = store.load(&plan_doc).await.unwrap();
+    assert!(stored.log.iter().all(|e| e.origin != "alice"));
+    let snapshot = stored.snapshot.expect("compacted");
+    assert!(!contains(&snapshot.state, ALICE.trim()));
+    assert!(contains(&snapshot.state, "carol too."));
+    for meta in store.versions(&plan_doc).await.unwrap() {
+        let (_, state) = store.version(&plan_doc, meta.id).await.unwrap().unwrap();
+        assert!(!contains(&state, ALICE.trim()), "version {}", meta.id);
+    }
+    let contract_doc = DocName::parse("legal/contract").unwrap();
+    let stored = store.load(&contract_doc).await.unwrap();
+    assert!(stored.log.iter().all(|e| e.origin != "alice"));
+    let attribution = store.attribution(&contract_doc).await.unwrap();
+    assert!(attribution.iter().all(|b| b.origin != "alice"));
+    assert!(attribution.iter().any(|b| b.origin == pseudonym));
+    store.close().await.unwrap();
+}
