@@ -324,10 +324,19 @@ async fn retention_deletes_only_what_the_policy_lets_go(b: &impl Backend) {
         "named only"
     );
     assert_eq!(store.attribution(&keep).await.unwrap().len(), 2);
+    let cutoff_minute = (NOW_MS - 30 * DAY_MS) / 60_000;
+    let left = store.attribution(&month).await.unwrap();
+    assert!(
+        left.iter().all(|b| b.minute >= cutoff_minute),
+        "old timing goes: {left:?}"
+    );
     assert_eq!(
-        store.attribution(&month).await.unwrap().len(),
-        1,
-        "old attribution goes"
+        merge_buckets(left)
+            .into_iter()
+            .find(|b| b.minute == cutoff_minute)
+            .map(|b| b.inserted),
+        Some(ids(1, 0..1)),
+        "authorship of the old items stays, at the cutoff"
     );
     assert_eq!(store.activity("legal", None, 10).await.unwrap().len(), 2);
     assert_eq!(

@@ -3,8 +3,9 @@
 //!
 //! The sweep deletes, for every stored document of a workspace: automatic
 //! and restore versions past the policy, and, for a number of days,
-//! attribution and activity older than that. Named versions are kept under
-//! every policy. What the API lists is read from the store, so it is always
+//! activity and the timing of attribution older than that (authorship, who
+//! inserted and deleted which items, is kept while the document exists).
+//! Named versions are kept under every policy. What the API lists is read from the store, so it is always
 //! what is kept.
 
 use std::collections::BTreeMap;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{HistoryStore, VersionKind, workspace_of};
+use super::{Bucket, HistoryStore, VersionKind, workspace_of};
 use crate::store::{DocStore, StoreError};
 
 /// How long a workspace keeps history.
@@ -176,9 +177,7 @@ pub async fn sweep(
             .collect();
         swept.versions += history.delete_versions(&doc, &expired).await?;
         if let RetentionPolicy::Days(_) = policy {
-            swept.attribution += history
-                .delete_attribution_before(&doc, cutoff_ms / 60_000)
-                .await?;
+            swept.attribution += fold_attribution(history, &doc, cutoff_ms / 60_000).await?;
             if workspaces_swept.insert(workspace.clone()) {
                 swept.activity += history
                     .delete_activity_before(&workspace, cutoff_ms)
@@ -187,6 +186,52 @@ pub async fn sweep(
         }
     }
     Ok(swept)
+}
+
+/// Expires attribution from before `cutoff_minute`, keeping authorship:
+/// when and how often someone edited goes, but which items they inserted
+/// and deleted stays, folded into one row per author at the cutoff, for as
+/// long as the document exists. Diffs still name who wrote what, and a GDPR
+/// access report or erasure still finds a user's old content. Returns the
+/// rows deleted.
+async fn fold_attribution(
+    history: &dyn HistoryStore,
+    doc: &crate::docs::DocName,
+    cutoff_minute: u64,
+) -> Result<usize, StoreError> {
+    let mut folded: BTreeMap<String, Bucket> = BTreeMap::new();
+    for bucket in history.attribution(doc).await? {
+        if bucket.minute >= cutoff_minute {
+            continue;
+        }
+        match folded.get_mut(&bucket.origin) {
+            Some(into) => {
+                into.updates += bucket.updates;
+                into.bytes += bucket.bytes;
+                into.inserted.merge_with(bucket.inserted);
+                into.deleted.merge_with(bucket.deleted);
+            }
+            None => {
+                let origin = bucket.origin.clone();
+                folded.insert(
+                    origin,
+                    Bucket {
+                        minute: cutoff_minute,
+                        ..bucket
+                    },
+                );
+            }
+        }
+    }
+    if folded.is_empty() {
+        return Ok(0);
+    }
+    // Written before the old rows go: a crash in between leaves both, which
+    // readers merge, never neither.
+    history
+        .add_attribution(doc, folded.into_values().collect())
+        .await?;
+    history.delete_attribution_before(doc, cutoff_minute).await
 }
 
 #[cfg(test)]
