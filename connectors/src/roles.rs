@@ -67,6 +67,11 @@ impl Role {
             Role::Owner => "owner",
         }
     }
+
+    /// 1 (viewer) to 5 (owner), as policies see it in `granted_role_rank`.
+    pub fn rank(self) -> i64 {
+        self as i64 + 1
+    }
 }
 
 impl fmt::Display for Role {

@@ -52,7 +52,6 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -68,70 +67,9 @@ pub const ROLES_POLICIES: &str = include_str!("../../policies/roles.cedar");
 /// two-admin deletion).
 pub const GOVERNANCE_POLICIES: &str = include_str!("../../policies/governance.cedar");
 
-/// A role on a workspace, from least to most powerful.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Reads and shares presence.
-    Viewer,
-    /// Also comments.
-    Commenter,
-    /// Also writes, creates, imports, copies and exports.
-    Editor,
-    /// Also deletes, manages roles (except owners) and the workspace.
-    Admin,
-    /// Everything.
-    Owner,
-}
-
-impl Role {
-    /// Every role, least powerful first.
-    pub const ALL: [Role; 5] = [
-        Role::Viewer,
-        Role::Commenter,
-        Role::Editor,
-        Role::Admin,
-        Role::Owner,
-    ];
-
-    /// The name used in policies and storage.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Commenter => "commenter",
-            Role::Editor => "editor",
-            Role::Admin => "admin",
-            Role::Owner => "owner",
-        }
-    }
-
-    /// 1 (viewer) to 5 (owner), as policies see it in `granted_role_rank`.
-    pub fn rank(self) -> i64 {
-        self as i64 + 1
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A name that is not a [`Role`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown role {0:?}: use viewer, commenter, editor, admin or owner")]
-pub struct UnknownRole(pub String);
-
-impl FromStr for Role {
-    type Err = UnknownRole;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == name)
-            .ok_or_else(|| UnknownRole(name.to_owned()))
-    }
-}
+/// A role on a workspace, from least to most powerful: the same type
+/// sign-in maps groups to, so a role never needs translating.
+pub use connectors::Role;
 
 macro_rules! policy_actions {
     ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {

@@ -32,7 +32,7 @@ use governance::store::AuditStore;
 use governance::{Admitted, Governance, Operation, Refusal};
 use sha2::{Digest, Sha256};
 
-use crate::auth::{Caller, Role};
+use crate::auth::Caller;
 use crate::config::{Config, StoreKind};
 use crate::docs::DocName;
 use crate::error::AppError;
@@ -344,21 +344,9 @@ pub fn principal(caller: &Caller) -> Principal {
     // Anonymous mode (no identity provider, local use) makes everyone the
     // owner, so its callers are principals with that role; the policy
     // engine's anonymous principals are for connections with no role.
-    let mut principal = Principal::user(&caller.user, caller.role.map(policy_role));
+    let mut principal = Principal::user(&caller.user, caller.role);
     principal.groups = caller.groups.iter().cloned().collect();
     principal
-}
-
-/// The same role, in the policy engine's terms.
-pub fn policy_role(role: Role) -> governance::policy::Role {
-    use governance::policy::Role as P;
-    match role {
-        Role::Viewer => P::Viewer,
-        Role::Commenter => P::Commenter,
-        Role::Editor => P::Editor,
-        Role::Admin => P::Admin,
-        Role::Owner => P::Owner,
-    }
 }
 
 /// A refusal as an API error: denials are 403 and name the policy; an

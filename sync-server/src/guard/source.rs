@@ -75,10 +75,7 @@ impl ComplianceSource for ServerSource {
         // Explicit memberships; roles from group rules follow the identity
         // provider's groups and are not stored here.
         let memberships = self.identity.memberships(user).await.map_err(failed)?;
-        Ok(memberships
-            .into_iter()
-            .map(|(workspace, role)| (workspace, super::policy_role(role)))
-            .collect())
+        Ok(memberships.into_iter().collect())
     }
 
     async fn authored_documents(&self, user: &str) -> Result<Vec<AuthoredDocument>, SourceError> {

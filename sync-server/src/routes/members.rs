@@ -17,7 +17,6 @@ use crate::auth::credentials::Authenticated;
 use crate::auth::store::Member;
 use crate::auth::{AccessChange, Role, Target};
 use crate::error::AppError;
-use crate::guard::policy_role;
 use crate::state::AppState;
 
 /// The member routes.
@@ -89,9 +88,7 @@ async fn set(
         .details(json!({ "user": user, "role": request.role, "previous": previous }));
     // Rank of the higher of the new and the old role: taking owner away
     // needs owner as much as giving it.
-    op.granted_role = Some(policy_role(
-        previous.map_or(request.role, |p| p.max(request.role)),
-    ));
+    op.granted_role = Some(previous.map_or(request.role, |p| p.max(request.role)));
     state.guard.authorize(op).await?;
     store
         .set_member(&workspace, &user, request.role)
@@ -125,7 +122,7 @@ async fn remove(
         .guard
         .operation(Action::RoleRevoke, &caller, &workspace, None)
         .details(json!({ "user": user, "role": previous }));
-    op.granted_role = Some(policy_role(previous));
+    op.granted_role = Some(previous);
     state.guard.authorize(op).await?;
     store
         .remove_member(&workspace, &user)
