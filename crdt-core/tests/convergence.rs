@@ -9,7 +9,8 @@ use crdt_core::{Document, Encoding, Limits, wire};
 use proptest::prelude::*;
 use yrs::sync::awareness::AwarenessUpdateEntry;
 use yrs::sync::{AwarenessUpdate, Message, SyncMessage};
-use yrs::{ClientID, Doc, GetString, Map, ReadTxn, StateVector, Text, Transact};
+use yrs::updates::decoder::Decode;
+use yrs::{ClientID, Doc, GetString, ID, IdSet, Map, ReadTxn, StateVector, Text, Transact, Update};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -93,6 +94,13 @@ fn run(ops: &[(usize, Op)]) -> (Vec<Vec<u8>>, Vec<Doc>) {
     (updates, peers)
 }
 
+/// Items inserted and not deleted.
+fn visible(doc: &Document) -> IdSet {
+    let state = doc.encode_state(Encoding::V1);
+    let update = Update::decode_v1(&state).unwrap();
+    update.insertions(false).diff(update.delete_set())
+}
+
 fn replica(updates: impl IntoIterator<Item = Vec<u8>>) -> Document {
     let mut doc = Document::new(Limits::default());
     for update in updates {
@@ -144,6 +152,36 @@ proptest! {
             merged.apply(&state, Encoding::V1).unwrap();
         }
         prop_assert_eq!(merged.to_json().unwrap(), a.to_json().unwrap());
+    }
+
+    #[test]
+    fn erasing_one_peer_converges_and_leaves_nothing_of_theirs_visible(
+        ops in prop::collection::vec((0..3usize, op()), 1..60),
+        seed in any::<u64>(),
+    ) {
+        let (updates, _) = run(&ops);
+        let mut a = replica(updates.iter().cloned());
+        let mut b = replica(shuffled(&updates, seed));
+        let mut theirs = IdSet::default();
+        theirs.insert(ID::new(ClientID::new(1), 0), u32::MAX / 2);
+
+        let Some(erasure) = a.erase(&theirs).unwrap() else {
+            prop_assert!(visible(&a).get(&ClientID::new(1)).is_none());
+            return Ok(());
+        };
+        prop_assert!(visible(&a).get(&ClientID::new(1)).is_none(), "peer 1 still visible");
+        prop_assert_eq!(a.erase(&theirs).unwrap(), None, "idempotent");
+        // Another replica converges on the delete alone.
+        b.apply(&erasure.update, Encoding::V1).unwrap();
+        prop_assert_eq!(a.to_json().unwrap(), b.to_json().unwrap());
+        // Others' items are untouched: what is visible of peers 2 and 3 is
+        // what was visible before.
+        let before = visible(&replica(updates.iter().cloned()));
+        let after = visible(&a);
+        for client in [2, 3] {
+            let client = ClientID::new(client);
+            prop_assert_eq!(before.get(&client), after.get(&client));
+        }
     }
 
     #[test]
