@@ -16,10 +16,9 @@ use std::time::Duration;
 use argon2::PasswordHasher;
 use argon2::password_hash::SaltString;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use common::{Client, open_store};
+use common::{Client, TestServer, open_store};
 use pg::TestSchema;
 use serde_json::{Value, json};
 use sync_server::auth::AuthMethod;
@@ -30,8 +29,6 @@ use sync_server::config::{Settings, StoreKind};
 use sync_server::docs::DocName;
 use sync_server::store::DocStore;
 use tempfile::TempDir;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "erasure-test-secret-0123456789abcdef";
 const ALICE: &str = "ALICE-PERSONAL-TEXT ";
@@ -98,78 +95,40 @@ fn signed_in(user: &str, group: &str) -> reqwest::Client {
         .unwrap()
 }
 
-/// Where a server keeps its data, to inspect after it stops.
-enum Data {
-    Sled(TempDir),
-    Postgres(TestSchema, TempDir),
+/// Where a server keeps documents, history, identity and the audit trail.
+enum Backend {
+    Sled,
+    Postgres(TestSchema),
 }
 
-struct Server {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    task: JoinHandle<Result<(), sync_server::ServerError>>,
-    data: Data,
-}
-
-impl Server {
-    async fn start(data: Data) -> Server {
-        let (mut config, store): (Config, Arc<dyn DocStore>) = match &data {
-            Data::Sled(dir) => {
-                let config = Config::for_test(dir.path());
-                let store = open_store(dir.path(), &config);
-                (config, store)
-            }
-            Data::Postgres(schema, dir) => {
-                let config = Config::resolve(Settings {
+impl Backend {
+    async fn start(&self) -> TestServer {
+        let data = tempfile::tempdir().unwrap();
+        match self {
+            Backend::Sled => TestServer::start_in(data, |c| c.identity = identity()).await,
+            Backend::Postgres(schema) => {
+                let mut config = Config::resolve(Settings {
                     store: Some(StoreKind::Postgres),
                     database_url: Some(schema.config().url),
                     database_schema: Some(schema.name.clone()),
-                    data_dir: Some(dir.path().to_owned()),
+                    data_dir: Some(data.path().to_owned()),
                     bind: Some("127.0.0.1:0".parse().unwrap()),
                     ..Settings::default()
                 })
                 .expect("valid settings");
-                (config, schema.open().await)
+                config.identity = identity();
+                let store = schema.open().await;
+                TestServer::serve(data, config, store).await
             }
-        };
-        config.identity = identity();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(sync_server::serve(
-            config,
-            store,
-            listener,
-            shutdown.clone(),
-        ));
-        Server {
-            addr,
-            shutdown,
-            task,
-            data,
         }
     }
 
-    fn http(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn ws(&self, doc: &str) -> String {
-        format!("ws://{}/ws/{doc}", self.addr)
-    }
-
-    /// Stops the server and opens its document store directly.
-    async fn stop(self) -> (Arc<dyn DocStore>, Data) {
-        self.shutdown.cancel();
-        self.task
-            .await
-            .expect("server task")
-            .expect("server stopped cleanly");
-        let store: Arc<dyn DocStore> = match &self.data {
-            Data::Sled(dir) => open_store(dir.path(), &Config::for_test(dir.path())),
-            Data::Postgres(schema, _) => schema.open().await,
-        };
-        (store, self.data)
+    /// The document store of a stopped server, opened directly.
+    async fn open(&self, data: &TempDir) -> Arc<dyn DocStore> {
+        match self {
+            Backend::Sled => open_store(data.path(), &Config::for_test(data.path())),
+            Backend::Postgres(schema) => schema.open().await,
+        }
     }
 }
 
@@ -183,7 +142,7 @@ async fn call(request: reqwest::RequestBuilder) -> (u16, Value) {
 
 /// A staff member's connection to `doc`, with a document token from
 /// `/api/tokens` as the browser SDK gets one.
-async fn author(server: &Server, user: &str, doc: &str) -> Client {
+async fn author(server: &TestServer, user: &str, doc: &str) -> Client {
     let (status, body) = call(
         signed_in(user, "staff")
             .post(server.http("/api/tokens"))
@@ -214,18 +173,17 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erasure_round_trip_on_sled() {
-    let server = Server::start(Data::Sled(tempfile::tempdir().unwrap())).await;
-    erasure_removes_or_pseudonymises_by_workspace_and_is_audited(server).await;
+    erasure_removes_or_pseudonymises_by_workspace_and_is_audited(Backend::Sled).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erasure_round_trip_on_postgres() {
-    let data = Data::Postgres(TestSchema::new(), tempfile::tempdir().unwrap());
-    let server = Server::start(data).await;
-    erasure_removes_or_pseudonymises_by_workspace_and_is_audited(server).await;
+    let backend = Backend::Postgres(TestSchema::new());
+    erasure_removes_or_pseudonymises_by_workspace_and_is_audited(backend).await;
 }
 
-async fn erasure_removes_or_pseudonymises_by_workspace_and_is_audited(server: Server) {
+async fn erasure_removes_or_pseudonymises_by_workspace_and_is_audited(backend: Backend) {
+    let server = backend.start().await;
     let admin = signed_in("dpo", "dpo");
 
     // Legal pseudonymises; acme keeps the default, remove.
@@ -445,7 +403,8 @@ async fn erasure_removes_or_pseudonymises_by_workspace_and_is_audited(server: Se
     for client in [bob, carol, bob_legal] {
         client.close().await;
     }
-    let (store, _data) = server.stop().await;
+    let data = server.stop().await;
+    let store = backend.open(&data).await;
     let plan_doc = DocName::parse("acme/plan").unwrap();
     let stored = store.load(&plan_doc).await.unwrap();
     assert!(stored.log.iter().all(|e| e.origin != "alice"));

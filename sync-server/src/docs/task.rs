@@ -18,6 +18,7 @@ use crdt_core::{
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{MissedTickBehavior, interval, sleep_until};
+use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 
 use super::DocName;
@@ -607,6 +608,16 @@ impl DocTask {
             at_ms,
             received,
         });
+    }
+
+    /// Takes a change the server made itself (a restore, an erasure), as
+    /// `origin`, into the filling batch like a peer's. Fails only if the
+    /// update does not decode, which yrs's own encoding always does.
+    fn accept_own(&mut self, origin: &str, update: Vec<u8>) -> Result<(), String> {
+        let decoded = yrs::Update::decode_v1(&update).map_err(|e| e.to_string())?;
+        let change = Change::new(update, &decoded);
+        self.accept(None, origin.into(), None, change, Instant::now());
+        Ok(())
     }
 
     fn hold(&mut self, held: Held) {

@@ -59,11 +59,7 @@ impl Attribution {
                     slot.insert(bucket);
                 }
                 std::collections::hash_map::Entry::Occupied(mut slot) => {
-                    let held = slot.get_mut();
-                    held.updates += bucket.updates;
-                    held.bytes += bucket.bytes;
-                    held.inserted.merge_with(bucket.inserted);
-                    held.deleted.merge_with(bucket.deleted);
+                    slot.get_mut().absorb(bucket);
                 }
             }
         }

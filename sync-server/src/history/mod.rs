@@ -102,6 +102,17 @@ pub struct Bucket {
     pub deleted: IdSet,
 }
 
+impl Bucket {
+    /// Adds `other`'s counts and items to this bucket (the caller decides
+    /// which author and minute the result stands for).
+    pub fn absorb(&mut self, other: Bucket) {
+        self.updates += other.updates;
+        self.bytes += other.bytes;
+        self.inserted.merge_with(other.inserted);
+        self.deleted.merge_with(other.deleted);
+    }
+}
+
 /// What an activity event records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -262,12 +273,7 @@ pub fn merge_buckets(buckets: Vec<Bucket>) -> Vec<Bucket> {
     let mut merged: BTreeMap<(u64, String), Bucket> = BTreeMap::new();
     for bucket in buckets {
         match merged.get_mut(&(bucket.minute, bucket.origin.clone())) {
-            Some(existing) => {
-                existing.updates += bucket.updates;
-                existing.bytes += bucket.bytes;
-                existing.inserted.merge_with(bucket.inserted);
-                existing.deleted.merge_with(bucket.deleted);
-            }
+            Some(existing) => existing.absorb(bucket),
             None => {
                 merged.insert((bucket.minute, bucket.origin.clone()), bucket);
             }

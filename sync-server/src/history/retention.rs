@@ -205,12 +205,7 @@ async fn fold_attribution(
             continue;
         }
         match folded.get_mut(&bucket.origin) {
-            Some(into) => {
-                into.updates += bucket.updates;
-                into.bytes += bucket.bytes;
-                into.inserted.merge_with(bucket.inserted);
-                into.deleted.merge_with(bucket.deleted);
-            }
+            Some(into) => into.absorb(bucket),
             None => {
                 let origin = bucket.origin.clone();
                 folded.insert(

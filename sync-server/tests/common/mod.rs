@@ -50,6 +50,12 @@ impl TestServer {
         let mut config = Config::for_test(data.path());
         tune(&mut config);
         let store = open_store(data.path(), &config);
+        Self::serve(data, config, store).await
+    }
+
+    /// Serves `store` (of any kind) with `config`; `data` is the data
+    /// directory the configuration names.
+    pub async fn serve(data: TempDir, config: Config, store: Arc<dyn DocStore>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();

@@ -3,14 +3,10 @@
 //! pseudonym in history still in memory, deleting their content, and
 //! compacting on request so the deleted content leaves the stored state.
 
-use std::time::Instant;
-
-use crdt_core::{Change, Erasure};
+use crdt_core::Erasure;
 use serde::Serialize;
 use tokio::sync::oneshot;
 use yrs::IdSet;
-use yrs::Update;
-use yrs::updates::decoder::Decode;
 
 use super::{DocTask, Event, compact};
 use crate::docs::batch::Held;
@@ -96,15 +92,10 @@ impl DocTask {
         erased.deleted = deleted;
         erased.containers_removed = containers;
         erased.containers_kept = kept_containers;
-        let decoded = match Update::decode_v1(&update) {
-            Ok(decoded) => decoded,
-            Err(error) => {
-                let _gone = reply.send(Err(DocError::Erase(error.to_string())));
-                return;
-            }
-        };
-        let change = Change::new(update, &decoded);
-        self.accept(None, ERASURE_ORIGIN.into(), None, change, Instant::now());
+        if let Err(error) = self.accept_own(ERASURE_ORIGIN, update) {
+            let _gone = reply.send(Err(DocError::Erase(error)));
+            return;
+        }
         let (durable, done) = oneshot::channel();
         self.hold(Held::Written(durable));
         self.shared.tracker.spawn(async move {

@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 use crdt_core::wire::VersionRequest;
 use crdt_core::{Change, Document, Encoding};
 use tokio::sync::oneshot;
-use yrs::Update;
-use yrs::updates::decoder::Decode;
 
 use super::{DocTask, Event, now_ms};
 use crate::docs::batch::{Held, PendingVersion};
@@ -367,16 +365,11 @@ impl DocTask {
                 return;
             }
         };
-        if let Some(update) = edit {
-            let decoded = match Update::decode_v1(&update) {
-                Ok(decoded) => decoded,
-                Err(error) => {
-                    let _gone = reply.send(Err(DocError::Restore(error.to_string())));
-                    return;
-                }
-            };
-            let change = Change::new(update, &decoded);
-            self.accept(None, author.as_str().into(), None, change, Instant::now());
+        if let Some(update) = edit
+            && let Err(error) = self.accept_own(&author, update)
+        {
+            let _gone = reply.send(Err(DocError::Restore(error)));
+            return;
         }
         let label = format!("Restored version {version}");
         self.save_version(
