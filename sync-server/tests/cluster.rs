@@ -20,7 +20,7 @@ use common::proxy::Proxy;
 use pg::TestSchema;
 use serde_json::{Value, json};
 use sync_server::auth::config::{IdentityConfig, IdentityFile};
-use sync_server::config::{Settings, StoreKind};
+use sync_server::config::Settings;
 use sync_server::{Config, ServerError};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
@@ -89,14 +89,10 @@ impl Node {
     ) -> Node {
         let data = tempfile::tempdir().unwrap();
         let mut config = Config::resolve(Settings {
-            store: Some(StoreKind::Postgres),
             database_url: Some(services.database_url.clone()),
-            database_schema: Some(schema.name.clone()),
             redis_url: Some(services.redis_url.clone()),
             redis_prefix: Some(services.prefix.clone()),
-            data_dir: Some(data.path().to_owned()),
-            bind: Some("127.0.0.1:0".parse().unwrap()),
-            ..Settings::default()
+            ..schema.settings(data.path())
         })
         .expect("valid settings");
         tune(&mut config);

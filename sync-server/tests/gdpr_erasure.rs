@@ -25,7 +25,6 @@ use sync_server::auth::AuthMethod;
 use sync_server::auth::config::{IdentityConfig, IdentityFile};
 use sync_server::auth::tokens::{Claims, ISSUER, TokenKind, TokenSigner, now_secs};
 use sync_server::config::Config;
-use sync_server::config::{Settings, StoreKind};
 use sync_server::docs::DocName;
 use sync_server::store::DocStore;
 use tempfile::TempDir;
@@ -107,15 +106,8 @@ impl Backend {
         match self {
             Backend::Sled => TestServer::start_in(data, |c| c.identity = identity()).await,
             Backend::Postgres(schema) => {
-                let mut config = Config::resolve(Settings {
-                    store: Some(StoreKind::Postgres),
-                    database_url: Some(schema.config().url),
-                    database_schema: Some(schema.name.clone()),
-                    data_dir: Some(data.path().to_owned()),
-                    bind: Some("127.0.0.1:0".parse().unwrap()),
-                    ..Settings::default()
-                })
-                .expect("valid settings");
+                let mut config =
+                    Config::resolve(schema.settings(data.path())).expect("valid settings");
                 config.identity = identity();
                 let store = schema.open().await;
                 TestServer::serve(data, config, store).await

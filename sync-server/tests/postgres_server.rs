@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::Client;
 use pg::TestSchema;
-use sync_server::config::{Settings, StoreKind};
+
 use sync_server::store::DocStore;
 use sync_server::{Config, ServerError};
 use tempfile::TempDir;
@@ -31,15 +31,7 @@ struct Node {
 impl Node {
     /// The configuration a node of `schema` starts from.
     fn config(schema: &TestSchema, data: &TempDir) -> Config {
-        Config::resolve(Settings {
-            store: Some(StoreKind::Postgres),
-            database_url: Some(schema.config().url),
-            database_schema: Some(schema.name.clone()),
-            data_dir: Some(data.path().to_owned()),
-            bind: Some("127.0.0.1:0".parse().unwrap()),
-            ..Settings::default()
-        })
-        .expect("valid settings")
+        Config::resolve(schema.settings(data.path())).expect("valid settings")
     }
 
     /// Starts with a store opened here and handed to `serve`.

@@ -252,7 +252,7 @@ mod postgres {
     use std::time::Duration;
 
     use sync_server::Config;
-    use sync_server::config::{Settings, StoreKind};
+
     use sync_server::store::{PostgresConfig, PostgresOpenError, PostgresStore, StoredDoc};
     use yrs::updates::decoder::Decode;
     use yrs::{ReadTxn, StateVector, Transact, Update};
@@ -647,14 +647,7 @@ mod postgres {
 
         // The server's start-up path fails the same way.
         let dir = tempfile::tempdir().unwrap();
-        let config = Config::resolve(Settings {
-            store: Some(StoreKind::Postgres),
-            database_url: Some(schema.config().url),
-            database_schema: Some(schema.name.clone()),
-            data_dir: Some(dir.path().to_owned()),
-            ..Settings::default()
-        })
-        .unwrap();
+        let config = Config::resolve(schema.settings(dir.path())).unwrap();
         let err = match sync_server::open_store(&config).await {
             Ok(_) => panic!("the server opened an incompatible schema"),
             Err(e) => e.to_string(),

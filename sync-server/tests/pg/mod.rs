@@ -58,6 +58,19 @@ impl TestSchema {
         }
     }
 
+    /// Server settings that store in this schema; `data_dir` holds what
+    /// stays on disk. Other settings are the defaults.
+    pub fn settings(&self, data_dir: &std::path::Path) -> sync_server::config::Settings {
+        sync_server::config::Settings {
+            store: Some(sync_server::config::StoreKind::Postgres),
+            database_url: Some(self.url.clone()),
+            database_schema: Some(self.name.clone()),
+            data_dir: Some(data_dir.to_owned()),
+            bind: Some("127.0.0.1:0".parse().expect("an address")),
+            ..Default::default()
+        }
+    }
+
     /// Opens a store (one node) on this schema.
     pub async fn open(&self) -> Arc<PostgresStore> {
         self.open_with(self.config()).await
