@@ -155,6 +155,13 @@ pub fn decode_with_references(
     .unwrap_or(Err(UpdateError::DecoderPanicked { encoding }))
 }
 
+fn has_empty_delete_range(update: &Update) -> bool {
+    update
+        .delete_set()
+        .iter()
+        .any(|(_, ranges)| ranges.iter().any(|range| range.is_empty()))
+}
+
 /// What follows a v2 update's feature flag and its nine column buffers, as
 /// yrs's `DecoderV2::new` splits it; `None` if that fails (the decoder then
 /// names the error).
@@ -186,6 +193,18 @@ impl Bounds {
             update,
             references: std::mem::take(&mut guard.references),
         });
+        if let Ok(decoded) = &decoded
+            && has_empty_delete_range(&decoded.update)
+        {
+            // v1 carries a delete range's length as is, so it can be 0;
+            // yrs keeps such a range, and encoding the document as v2 later
+            // writes its length minus one (a debug assertion, and in release
+            // a range of 2^32 - 1 in the stored snapshot).
+            return Err(UpdateError::Malformed {
+                encoding,
+                reason: "delete set holds an empty range".into(),
+            });
+        }
         decoded.map_err(|e| {
             if guard.too_deep {
                 UpdateError::TooDeep {
@@ -227,6 +246,20 @@ mod tests {
         nested.push(126);
         bytes.splice(at..at + 1, nested);
         bytes
+    }
+
+    #[test]
+    fn an_empty_delete_range_is_refused() {
+        // No structs; a delete set of one client (5) with one range at
+        // clock 0 of length 0.
+        let bytes = [0, 1, 5, 1, 0, 0];
+        let error = decode_update(&bytes, Encoding::V1, &Limits::default()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "malformed v1 update: delete set holds an empty range"
+        );
+        // A range of length 1 is fine.
+        assert!(decode_update(&[0, 1, 5, 1, 0, 1], Encoding::V1, &Limits::default()).is_ok());
     }
 
     #[test]
