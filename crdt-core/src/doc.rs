@@ -4,6 +4,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use bytes::Bytes;
 use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
 use yrs::{Doc, OffsetKind, Options, ReadTxn, StateVector, Transact, Update};
 
 use crate::Limits;
@@ -72,6 +73,8 @@ pub struct Document {
     full_sync: Option<(u64, Vec<Bytes>)>,
     /// Updates whose dependencies have not arrived (see [`crate::waiting`]).
     waiting: WaitingRoom,
+    /// Held updates dropped because they could not integrate.
+    dropped: u64,
 }
 
 impl Document {
@@ -100,6 +103,7 @@ impl Document {
             version: 0,
             full_sync: None,
             waiting: WaitingRoom::default(),
+            dropped: 0,
         }
     }
 
@@ -170,7 +174,7 @@ impl Document {
         } else {
             self.waiting.hold(decoded, &self.limits)?;
             match self.waiting.take_all_if_ready_together(&have) {
-                Some(merged) => self.integrate(merged)?,
+                Some(merged) => self.integrate_held(merged)?,
                 None => return Ok(Applied::Changed),
             }
         }
@@ -180,9 +184,9 @@ impl Document {
         while !self.waiting.is_empty() {
             let have = self.state_vector();
             if let Some(waiting) = self.waiting.take_ready(&have) {
-                self.integrate(waiting.decoded.update)?;
+                self.integrate_held(waiting.decoded.update)?;
             } else if let Some(merged) = self.waiting.take_all_if_ready_together(&have) {
-                self.integrate(merged)?;
+                self.integrate_held(merged)?;
             } else {
                 break;
             }
@@ -194,6 +198,48 @@ impl Document {
     /// cached encodings are refreshed.
     pub fn changed_locally(&mut self) {
         self.version += 1;
+    }
+
+    /// Integrates an update that was held for its dependencies. yrs has
+    /// not checked it against the document yet: a held update can name as
+    /// parent an item that turns out not to be a shared type, and would
+    /// fail half-way, poisoning the replica, and again on every rebuild
+    /// from storage. So it is tried on a copy first and dropped (see
+    /// [`Document::dropped_updates`]) if it fails there. Held updates are
+    /// rare, so the copy's cost is too.
+    fn integrate_held(&mut self, update: Update) -> Result<(), ApplyError> {
+        let bytes = update.encode_v1();
+        let state = self
+            .doc
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default());
+        if !self.integrates_fresh([state.as_slice(), &bytes]) {
+            self.dropped += 1;
+            return Ok(());
+        }
+        self.integrate(update)
+    }
+
+    /// Whether `updates`, in order, integrate into a fresh document.
+    fn integrates_fresh<'a>(&self, updates: impl IntoIterator<Item = &'a [u8]>) -> bool {
+        let copy = Doc::with_options(Options {
+            offset_kind: OffsetKind::Utf16,
+            ..Options::default()
+        });
+        let updates: Vec<&[u8]> = updates.into_iter().collect();
+        catch_unwind(AssertUnwindSafe(|| {
+            let mut txn = copy.transact_mut();
+            updates.iter().all(|bytes| {
+                Update::decode_v1(bytes).is_ok_and(|update| txn.apply_update(update).is_ok())
+            })
+        }))
+        .unwrap_or(false)
+    }
+
+    /// Held updates dropped because they could not integrate once their
+    /// dependencies were there (or could never load back with the state).
+    pub fn dropped_updates(&self) -> u64 {
+        self.dropped
     }
 
     /// Hands an update whose dependencies are all present to yrs.
@@ -282,9 +328,15 @@ impl Document {
             .encode_state_as_update_v1(&StateVector::default());
         if !self.waiting.is_empty() {
             // Held updates are part of the state: a snapshot without them
-            // would drop them once the log they came from is trimmed.
+            // would drop them once the log they came from is trimmed. But
+            // merged, their references can resolve differently, and a
+            // state that does not load back would make the document
+            // unloadable once stored: then it is stored without them.
             let parts = std::iter::once(v1.as_slice()).chain(self.waiting.updates());
-            v1 = yrs::merge_updates_v1(parts).expect("state and held updates decode");
+            let merged = yrs::merge_updates_v1(parts).expect("state and held updates decode");
+            if self.integrates_fresh([merged.as_slice()]) {
+                v1 = merged;
+            }
         }
         match encoding {
             Encoding::V1 => v1,
@@ -365,8 +417,46 @@ pub fn decode_state_vector(bytes: &[u8]) -> Result<StateVector, UpdateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use yrs::updates::encoder::Encode;
-    use yrs::{Array, GetString, Map, MapPrelim, Text, WriteTxn};
+    use yrs::{Array, GetString, Map, MapPrelim, Text, TextPrelim, WriteTxn};
+
+    #[test]
+    fn a_held_update_that_cannot_integrate_is_dropped_not_poisoning() {
+        // Bob types into a nested text that Alice's item <1#0> holds...
+        let alice = Doc::with_client_id(1);
+        let map = alice.get_or_insert_map("m");
+        map.insert(&mut alice.transact_mut(), "body", TextPrelim::new(""));
+        let bob = Doc::with_client_id(2);
+        bob.transact_mut()
+            .apply_update(
+                Update::decode_v1(
+                    &alice
+                        .transact()
+                        .encode_state_as_update_v1(&StateVector::default()),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        let body = bob.get_or_insert_map("m").get(&bob.transact(), "body");
+        let body = body.unwrap().cast::<yrs::TextRef>().unwrap();
+        let bobs = {
+            let mut txn = bob.transact_mut();
+            body.insert(&mut txn, 0, "hi");
+            txn.encode_update_v1()
+        };
+        // ...but the <1#0> that reaches the server is plain text.
+        let forged = text_update(1, "x");
+
+        let mut server = Document::new(Limits::default());
+        server.apply(&bobs, Encoding::V1).unwrap();
+        assert_eq!(server.waiting_updates(), 1, "held for <1#0>");
+        server.apply(&forged, Encoding::V1).unwrap();
+        assert!(!server.is_poisoned());
+        assert_eq!(server.dropped_updates(), 1);
+        assert_eq!(server.to_json().unwrap()["t"], "x");
+        // What it stores loads back.
+        let state = server.encode_state(Encoding::V2);
+        Document::load(Limits::default(), Some((Encoding::V2, &state)), []).unwrap();
+    }
 
     fn text_update(client: u64, text: &str) -> Vec<u8> {
         let doc = Doc::with_client_id(client);
