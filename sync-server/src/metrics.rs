@@ -58,6 +58,9 @@ pub struct Metrics {
     pub versions_saved: Counter,
     /// Documents rebuilt from storage after an update failed part-way.
     pub document_reloads: Counter,
+    /// Updates held for missing dependencies that could not integrate once
+    /// those arrived, and were dropped.
+    pub held_updates_dropped: Counter,
     /// Cluster messages published to other nodes.
     pub cluster_published: Counter,
     /// Cluster messages received from other nodes.
@@ -101,6 +104,7 @@ impl Metrics {
             compactions: Counter::default(),
             versions_saved: Counter::default(),
             document_reloads: Counter::default(),
+            held_updates_dropped: Counter::default(),
             cluster_published: Counter::default(),
             cluster_received: Counter::default(),
             cluster_dropped: Counter::default(),
@@ -193,6 +197,11 @@ impl Metrics {
             "document_reloads",
             "Documents rebuilt from storage after a failed update",
             m.document_reloads.clone(),
+        );
+        registry.register(
+            "held_updates_dropped",
+            "Updates held for missing dependencies that could not integrate and were dropped",
+            m.held_updates_dropped.clone(),
         );
         registry.register(
             "cluster_published",

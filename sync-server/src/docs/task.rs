@@ -82,6 +82,8 @@ pub(crate) struct DocTask {
     compacting: bool,
     /// Compactions asked for (after an erasure), and who waits for them.
     compaction: erasure::CompactionRequests,
+    /// Held updates the document had dropped at the last housekeeping.
+    held_dropped: u64,
     idle_since: Option<Instant>,
     /// Which log entries the document holds (see [`Sequence`]).
     sequence: Sequence,
@@ -123,6 +125,7 @@ impl DocTask {
             log_bytes: 0,
             compacting: false,
             compaction: erasure::CompactionRequests::default(),
+            held_dropped: 0,
             idle_since: Some(Instant::now()),
             sequence: Sequence::new(0),
             caught_up_at: Instant::now(),
@@ -761,6 +764,7 @@ impl DocTask {
             Ok(doc) => {
                 tracing::warn!(doc = %self.name, "document rebuilt after a failed update");
                 self.doc = doc;
+                self.held_dropped = 0;
             }
             Err(error) => {
                 // The poisoned replica refuses all writes; closing everyone
@@ -789,6 +793,13 @@ impl DocTask {
     }
 
     async fn housekeep(&mut self) {
+        let dropped = self.doc.dropped_updates();
+        if dropped > self.held_dropped {
+            let new = dropped - self.held_dropped;
+            tracing::warn!(doc = %self.name, dropped = new, "held updates could not integrate and were dropped");
+            self.shared.metrics.held_updates_dropped.inc_by(new);
+            self.held_dropped = dropped;
+        }
         if let Some((removal, _)) = self.presence.expire(now_ms()) {
             self.broadcast(None, Bytes::from(wire::awareness(&removal)));
         }
