@@ -389,7 +389,7 @@ impl DocTask {
                 author,
                 reply,
             } => self.load_restore(version, state, author, reply),
-            Command::Erase { request, reply } => self.erase(request, reply),
+            Command::Erase { request, reply } => self.erase(request, reply).await,
             Command::Compact { reply } => self.request_compaction(reply),
         }
     }

@@ -44,7 +44,7 @@ pub struct Erased {
 
 impl DocTask {
     /// Carries out `request`; answers once the delete is durable.
-    pub(super) fn erase(
+    pub(super) async fn erase(
         &mut self,
         request: EraseRequest,
         reply: oneshot::Sender<Result<Erased, DocError>>,
@@ -79,7 +79,10 @@ impl DocTask {
                 return;
             }
             Err(error) => {
+                // The delete is applied in steps; one may have landed in
+                // memory only. Back to what is stored (and in flight).
                 let _gone = reply.send(Err(DocError::Erase(error.to_string())));
+                self.rebuild().await;
                 return;
             }
         };
