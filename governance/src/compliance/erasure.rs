@@ -27,8 +27,9 @@
 //!   user id with the plan's pseudonym wherever it attributes content: the
 //!   origin of stored updates (the log is compacted, which folds those
 //!   entries into a snapshot that names no one), history attribution (the
-//!   client-id-to-user mapping), version authors and the activity feed. The pseudonym is stable (the same user always gets the same
-//!   one, from a keyed hash), so "pseudonym X wrote these paragraphs" stays
+//!   client-id-to-user mapping), version authors and the activity feed.
+//!   The pseudonym is stable (the same user always gets the same one, from
+//!   a keyed hash), so "pseudonym X wrote these paragraphs" stays
 //!   consistent, and it cannot be reversed without the server's key.
 //! - [`ErasureMode::Retain`]: content and attribution are kept because a
 //!   legal basis requires it (records retention, a contract); the basis is
@@ -37,9 +38,9 @@
 //!
 //! In every mode the account record is deleted, the user's explicit role
 //! bindings and API keys are revoked, and their open connections close
-//! (4403, "account erased"). Audit entries are never rewritten (the chain forbids it): they
-//! are kept under the legal obligation to keep records and leave with
-//! retention. The erasure itself is recorded in each workspace touched and
+//! (4403, "account erased"). Audit entries are never rewritten (the chain
+//! forbids it): they are kept under the legal obligation to keep records
+//! and leave with retention. The erasure itself is recorded in each workspace touched and
 //! in the `@server` chain, naming the subject by pseudonym only.
 
 use std::collections::{BTreeMap, BTreeSet};
