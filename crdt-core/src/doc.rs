@@ -236,6 +236,17 @@ impl Document {
         .unwrap_or(false)
     }
 
+    /// Whether `state` loads, as [`Document::load`] loads a snapshot, with
+    /// everything this document has integrated integrated there too.
+    fn reloads_whole(&self, state: &[u8]) -> bool {
+        let Ok(copy) = Document::load(self.limits.clone(), Some((Encoding::V1, state)), []) else {
+            return false;
+        };
+        let (have, loaded) = (self.state_vector(), copy.state_vector());
+        have.iter()
+            .all(|(client, clock)| loaded.get(client) >= *clock)
+    }
+
     /// Held updates dropped because they could not integrate once their
     /// dependencies were there (or could never load back with the state).
     pub fn dropped_updates(&self) -> u64 {
@@ -329,12 +340,13 @@ impl Document {
         if !self.waiting.is_empty() {
             // Held updates are part of the state: a snapshot without them
             // would drop them once the log they came from is trimmed. But
-            // merged, their references can resolve differently, and a
-            // state that does not load back would make the document
-            // unloadable once stored: then it is stored without them.
+            // merged, their references can resolve differently: a state
+            // that does not load back, or loads with integrated blocks
+            // left pending, would lose data once stored. Then it is stored
+            // without them (their peers send them again when they sync).
             let parts = std::iter::once(v1.as_slice()).chain(self.waiting.updates());
             let merged = yrs::merge_updates_v1(parts).expect("state and held updates decode");
-            if self.integrates_fresh([merged.as_slice()]) {
+            if self.reloads_whole(&merged) {
                 v1 = merged;
             }
         }
