@@ -248,7 +248,9 @@ impl Document {
     }
 
     /// Held updates dropped because they could not integrate once their
-    /// dependencies were there (or could never load back with the state).
+    /// dependencies were there. (Held updates left out of an encoded state
+    /// because the state would not reload whole are not counted: they stay
+    /// held in this replica.)
     pub fn dropped_updates(&self) -> u64 {
         self.dropped
     }
