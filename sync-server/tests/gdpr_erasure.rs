@@ -59,6 +59,10 @@ fn identity() -> IdentityConfig {
         group = "staff"
         workspace = "legal"
         role = "editor"
+        [[roles]]
+        group = "staff"
+        workspace = "hr"
+        role = "editor"
         "#
     );
     let file: IdentityFile = toml::from_str(&text).expect("identity file");
@@ -166,6 +170,90 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erasure_round_trip_on_sled() {
     erasure_removes_or_pseudonymises_by_workspace_and_is_audited(Backend::Sled).await;
+}
+
+/// Under a legal hold the erasure keeps content and attribution, says why,
+/// and still ends the user's access.
+#[tokio::test]
+async fn a_legal_hold_keeps_content_and_attribution() {
+    let server = Backend::Sled.start().await;
+    let admin = signed_in("dpo", "dpo");
+    let settings = server.http("/api/workspaces/hr/settings");
+    let (status, body) = call(
+        admin
+            .patch(&settings)
+            .json(&json!({ "erasure_mode": { "mode": "retain", "legal_basis": " " } })),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "erasure mode retain needs a legal_basis");
+    let (status, body) = call(
+        admin
+            .patch(&settings)
+            .json(&json!({ "legal_hold": { "reason": "Case 17" } })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["legal_hold"]["reason"], "Case 17");
+    // Only an owner changes settings.
+    let (status, _) = call(
+        signed_in("bob", "staff")
+            .patch(&settings)
+            .json(&json!({ "legal_hold": null })),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    let mut alice = author(&server, "alice", "hr/file").await;
+    alice.insert("HR note by Alice.").await;
+    assert!(
+        alice
+            .pump_until(|c| c.text() == "HR note by Alice.", Duration::from_secs(5))
+            .await
+    );
+    let mut plan = Value::Null;
+    for _ in 0..100 {
+        let (_, body) = call(admin.get(server.http("/api/reports/gdpr-erasure/alice"))).await;
+        plan = body;
+        if plan["documents"].as_array().is_some_and(|d| !d.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(plan["held_workspaces"], json!(["hr"]), "{plan}");
+    assert_eq!(plan["documents"][0]["mode"]["mode"], "retain", "{plan}");
+    assert_eq!(
+        plan["documents"][0]["mode"]["legal_basis"],
+        "legal hold: Case 17"
+    );
+
+    let (status, done) = call(
+        admin
+            .post(server.http("/api/erasures/alice"))
+            .json(&json!({ "confirm": "alice" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["documents"]["hr/file"]["deleted"], 0, "{done}");
+    assert_eq!(done["documents"]["hr/file"]["connections_closed"], 1);
+    assert_eq!(alice.expect_close(Duration::from_secs(5)).await.0, 4403);
+
+    // Content and attribution stay: the access report still finds them.
+    let (_, report) = call(admin.get(server.http("/api/reports/gdpr-access/alice"))).await;
+    assert!(report.to_string().contains("HR note by Alice."), "{report}");
+    let (_, audit) =
+        call(admin.get(server.http("/api/audit?workspace=hr&action=user.erasure&limit=10"))).await;
+    let recorded = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"]["details"]["mode"] == "retain")
+        .unwrap_or_else(|| panic!("no retain entry in {audit}"));
+    assert_eq!(
+        recorded["event"]["details"]["legal_basis"],
+        "legal hold: Case 17"
+    );
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
