@@ -136,6 +136,16 @@ async fn call(request: reqwest::RequestBuilder) -> (u16, Value) {
     (status, body)
 }
 
+/// Asks `as_who` to erase Alice, confirming with `confirm`.
+async fn erase(server: &TestServer, as_who: &reqwest::Client, confirm: &str) -> (u16, Value) {
+    call(
+        as_who
+            .post(server.http("/api/erasures/alice"))
+            .json(&json!({ "confirm": confirm })),
+    )
+    .await
+}
+
 /// A staff member's connection to `doc`, with a document token from
 /// `/api/tokens` as the browser SDK gets one.
 async fn author(server: &TestServer, user: &str, doc: &str) -> Client {
@@ -227,12 +237,7 @@ async fn a_legal_hold_keeps_content_and_attribution() {
         "legal hold: Case 17"
     );
 
-    let (status, done) = call(
-        admin
-            .post(server.http("/api/erasures/alice"))
-            .json(&json!({ "confirm": "alice" })),
-    )
-    .await;
+    let (status, done) = erase(&server, &admin, "alice").await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["documents"]["hr/file"]["deleted"], 0, "{done}");
     assert_eq!(done["documents"]["hr/file"]["connections_closed"], 1);
@@ -363,32 +368,17 @@ async fn erasure_removes_or_pseudonymises_by_workspace_and_is_audited(backend: B
     let pseudonym = plan["pseudonym"].as_str().unwrap().to_owned();
 
     // A wrong confirmation erases no one.
-    let (status, body) = call(
-        admin
-            .post(server.http("/api/erasures/alice"))
-            .json(&json!({ "confirm": "bob" })),
-    )
-    .await;
+    let (status, body) = erase(&server, &admin, "bob").await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(
         body["error"],
         "confirm must repeat the user id \"alice\" exactly"
     );
     // Only an owner may erase: Bob may not.
-    let (status, body) = call(
-        signed_in("bob", "staff")
-            .post(server.http("/api/erasures/alice"))
-            .json(&json!({ "confirm": "alice" })),
-    )
-    .await;
+    let (status, body) = erase(&server, &signed_in("bob", "staff"), "alice").await;
     assert_eq!(status, 403, "{body}");
 
-    let (status, done) = call(
-        admin
-            .post(server.http("/api/erasures/alice"))
-            .json(&json!({ "confirm": "alice" })),
-    )
-    .await;
+    let (status, done) = erase(&server, &admin, "alice").await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["outcome"]["failed"], json!({}), "{done}");
     let plan_doc = &done["documents"]["acme/plan"];
@@ -469,12 +459,7 @@ async fn erasure_removes_or_pseudonymises_by_workspace_and_is_audited(backend: B
     let (_, after) = call(admin.get(server.http("/api/reports/gdpr-access/alice"))).await;
     assert_eq!(after["documents"], json!([]), "{after}");
     assert_eq!(after["current_roles"], json!({}), "{after}");
-    let (status, again) = call(
-        admin
-            .post(server.http("/api/erasures/alice"))
-            .json(&json!({ "confirm": "alice" })),
-    )
-    .await;
+    let (status, again) = erase(&server, &admin, "alice").await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["documents"], json!({}), "{again}");
 
