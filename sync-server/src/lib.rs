@@ -138,15 +138,16 @@ pub async fn serve(
         ),
         None => None,
     };
-    if !config.retention.keeps_everything() {
-        tracker.spawn(history::run_sweeper(
-            store.clone(),
-            config.retention.clone(),
-            config.retention_sweep,
-            shutdown.clone(),
-        ));
-    }
     let guard = Guard::open(&config).await?;
+    // Always running: workspaces get retention periods and legal holds at
+    // runtime, through their governance settings.
+    tracker.spawn(history::run_sweeper(
+        store.clone(),
+        guard.governance().audit().clone(),
+        config.retention.clone(),
+        config.retention_sweep,
+        shutdown.clone(),
+    ));
     let identity_store = auth::open_store(&config)?;
     let auth = auth::Auth::start(&config.identity, identity_store).await?;
     if auth.is_anonymous() {

@@ -7,9 +7,11 @@ mod pg;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use governance::retention::HistoryPruner;
 use sync_server::docs::DocName;
 use sync_server::history::{
-    ActivityKind, Bucket, NewActivity, NewVersion, Retention, VersionKind, merge_buckets, sweep,
+    ActivityKind, Bucket, NewActivity, NewVersion, Retention, StorePruner, VersionKind,
+    merge_buckets, sweep,
 };
 use sync_server::store::{DocStore, NewUpdate, SledConfig, SledStore};
 use yrs::{ClientID, ID, IdSet};
@@ -259,14 +261,15 @@ fn update() -> NewUpdate {
 
 async fn retention_deletes_only_what_the_policy_lets_go(b: &impl Backend) {
     let store = b.open().await;
-    let (keep, month, named) = (
+    let (keep, month, named, held) = (
         name("legal/contract"),
         name("team/notes"),
         name("scratch/pad"),
+        name("court/minutes"),
     );
     let old = NOW_MS - 40 * DAY_MS;
     let recent = NOW_MS - DAY_MS;
-    for doc in [&keep, &month, &named] {
+    for doc in [&keep, &month, &named, &held] {
         store.append(doc, vec![update()]).await.unwrap();
         store
             .add_version(doc, version(VersionKind::Auto, "old auto", old, b"a"))
@@ -303,7 +306,10 @@ async fn retention_deletes_only_what_the_policy_lets_go(b: &impl Backend) {
     }
     let retention =
         Retention::parse(&["*=30d".into(), "legal=all".into(), "scratch=named".into()]).unwrap();
-    let swept = sweep(&*store, &*store, &retention, NOW_MS).await.unwrap();
+    let holds = std::collections::BTreeSet::from(["court".to_owned()]);
+    let swept = sweep(&*store, &*store, &retention, &holds, NOW_MS)
+        .await
+        .unwrap();
 
     let labels = |versions: Vec<sync_server::history::VersionMeta>| -> Vec<String> {
         versions.into_iter().map(|v| v.label).collect()
@@ -348,11 +354,36 @@ async fn retention_deletes_only_what_the_policy_lets_go(b: &impl Backend) {
     assert_eq!(swept.attribution, 1);
     assert_eq!(swept.activity, 1);
 
-    let again = sweep(&*store, &*store, &retention, NOW_MS).await.unwrap();
+    let again = sweep(&*store, &*store, &retention, &holds, NOW_MS)
+        .await
+        .unwrap();
     assert_eq!(
         (again.versions, again.attribution, again.activity),
         (0, 0, 0),
         "idempotent"
+    );
+    assert_eq!(
+        labels(store.versions(&held).await.unwrap()),
+        ["old auto", "old named", "recent restore"],
+        "a legal hold keeps everything"
+    );
+
+    // A workspace's own period, from its governance settings: the same
+    // pruning, for that workspace only.
+    let pruner = StorePruner(store.clone());
+    let pruned = pruner
+        .prune_history("legal", NOW_MS - 30 * DAY_MS)
+        .await
+        .unwrap();
+    assert_eq!(pruned, 1 + 1 + 1, "a version, an attribution row, an event");
+    assert_eq!(
+        labels(store.versions(&keep).await.unwrap()),
+        ["old named", "recent restore"]
+    );
+    assert_eq!(
+        labels(store.versions(&held).await.unwrap()).len(),
+        3,
+        "other workspaces untouched"
     );
 }
 

@@ -28,7 +28,9 @@ use tokio::sync::broadcast;
 use yrs::IdSet;
 
 pub use self::attribution::{Attribution, Authors};
-pub use self::retention::{Retention, RetentionPolicy, Swept, run_sweeper, sweep};
+pub use self::retention::{
+    Retention, RetentionPolicy, StorePruner, Swept, held_workspaces, run_sweeper, sweep,
+};
 use crate::docs::DocName;
 use crate::store::StoreError;
 

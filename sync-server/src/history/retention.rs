@@ -5,10 +5,16 @@
 //! and restore versions past the policy, and, for a number of days,
 //! activity and the timing of attribution older than that (authorship, who
 //! inserted and deleted which items, is kept while the document exists).
-//! Named versions are kept under every policy. What the API lists is read from the store, so it is always
-//! what is kept.
+//! Named versions are kept under every policy. What the API lists is read
+//! from the store, so it is always what is kept.
+//!
+//! Two sources set periods: `--history-retention` for the server, and each
+//! workspace's governance settings (`PATCH /api/workspaces/{ws}/settings`,
+//! audit entries and history), applied by [`governance::retention::sweep`]
+//! through [`StorePruner`]. One sweeper runs both, and a workspace under a
+//! legal hold loses nothing to either.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -17,6 +23,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{Bucket, HistoryStore, VersionKind, workspace_of};
+use crate::docs::DocName;
 use crate::store::{DocStore, StoreError};
 
 /// How long a workspace keeps history.
@@ -111,9 +118,13 @@ impl Retention {
     }
 }
 
-/// Sweeps every `interval` until `shutdown`, logging what was deleted.
+/// Sweeps every `interval` until `shutdown`, logging what was deleted:
+/// the workspaces' governance retention (audit entries and history, see
+/// [`governance::retention::sweep`]) and `retention`, skipping workspaces
+/// under a legal hold.
 pub async fn run_sweeper(
     store: Arc<dyn DocStore>,
+    log: Arc<governance::audit::AuditLog>,
     retention: Retention,
     interval: Duration,
     shutdown: CancellationToken,
@@ -128,7 +139,27 @@ pub async fn run_sweeper(
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        match sweep(&*store, &*store, &retention, now_ms).await {
+        let pruner = StorePruner(store.clone());
+        match governance::retention::sweep(&log, now_ms, &pruner).await {
+            Ok(report) => {
+                for ws in report.workspaces {
+                    tracing::info!(workspace = %ws.workspace, audit = ?ws.audit, history = ?ws.history, "workspace retention applied");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "workspace retention sweep failed; will retry"),
+        }
+        if retention.keeps_everything() {
+            continue;
+        }
+        let held = match held_workspaces(&log).await {
+            Ok(held) => held,
+            Err(error) => {
+                // Without knowing the holds, deleting nothing is the safe side.
+                tracing::warn!(%error, "legal holds could not be read; history retention skipped");
+                continue;
+            }
+        };
+        match sweep(&*store, &*store, &retention, &held, now_ms).await {
             Ok(swept) => tracing::info!(
                 versions = swept.versions,
                 attribution = swept.attribution,
@@ -138,6 +169,27 @@ pub async fn run_sweeper(
             Err(error) => tracing::warn!(%error, "history retention sweep failed; will retry"),
         }
     }
+}
+
+/// Workspaces under a legal hold now.
+pub async fn held_workspaces(
+    log: &governance::audit::AuditLog,
+) -> Result<BTreeSet<String>, String> {
+    let store = log.store();
+    let mut held = BTreeSet::new();
+    for workspace in store
+        .configured_workspaces()
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        let settings = governance::settings::read(store.as_ref(), &workspace)
+            .await
+            .map_err(|e| e.to_string())?;
+        if settings.legal_hold.is_some() {
+            held.insert(workspace);
+        }
+    }
+    Ok(held)
 }
 
 /// What a sweep deleted.
@@ -151,41 +203,97 @@ pub struct Swept {
     pub activity: usize,
 }
 
-/// Applies `retention` at time `now_ms` to everything stored.
+impl Swept {
+    fn total(&self) -> usize {
+        self.versions + self.attribution + self.activity
+    }
+}
+
+/// Applies `retention` at time `now_ms` to everything stored, except the
+/// `held` workspaces.
 pub async fn sweep(
     documents: &dyn DocStore,
     history: &dyn HistoryStore,
     retention: &Retention,
+    held: &BTreeSet<String>,
     now_ms: u64,
 ) -> Result<Swept, StoreError> {
     let mut swept = Swept::default();
-    let mut workspaces_swept = std::collections::BTreeSet::new();
+    let mut workspaces_swept = BTreeSet::new();
     for doc in documents.list().await? {
         let workspace = workspace_of(doc.as_str()).to_owned();
-        let policy = retention.policy(&workspace);
-        let cutoff_ms = match policy {
+        if held.contains(&workspace) {
+            continue;
+        }
+        let cutoff_ms = match retention.policy(&workspace) {
             RetentionPolicy::All => continue,
             RetentionPolicy::Days(days) => now_ms.saturating_sub(u64::from(days) * 86_400_000),
-            RetentionPolicy::NamedOnly => u64::MAX,
-        };
-        let expired: Vec<u64> = history
-            .versions(&doc)
-            .await?
-            .into_iter()
-            .filter(|v| v.kind != VersionKind::Named && v.created_ms < cutoff_ms)
-            .map(|v| v.id)
-            .collect();
-        swept.versions += history.delete_versions(&doc, &expired).await?;
-        if let RetentionPolicy::Days(_) = policy {
-            swept.attribution += fold_attribution(history, &doc, cutoff_ms / 60_000).await?;
-            if workspaces_swept.insert(workspace.clone()) {
-                swept.activity += history
-                    .delete_activity_before(&workspace, cutoff_ms)
-                    .await?;
+            RetentionPolicy::NamedOnly => {
+                swept.versions += expire_versions(history, &doc, u64::MAX).await?;
+                continue;
             }
-        }
+        };
+        let first_of_workspace = workspaces_swept.insert(workspace.clone());
+        prune(history, &doc, cutoff_ms, first_of_workspace, &mut swept).await?;
     }
     Ok(swept)
+}
+
+/// Deletes `doc`'s history from before `cutoff_ms`: automatic and restore
+/// versions, the timing of attribution, and (when `with_activity`) its
+/// workspace's activity.
+async fn prune(
+    history: &dyn HistoryStore,
+    doc: &DocName,
+    cutoff_ms: u64,
+    with_activity: bool,
+    swept: &mut Swept,
+) -> Result<(), StoreError> {
+    swept.versions += expire_versions(history, doc, cutoff_ms).await?;
+    swept.attribution += fold_attribution(history, doc, cutoff_ms / 60_000).await?;
+    if with_activity {
+        swept.activity += history
+            .delete_activity_before(workspace_of(doc.as_str()), cutoff_ms)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Deletes `doc`'s automatic and restore versions from before `cutoff_ms`.
+async fn expire_versions(
+    history: &dyn HistoryStore,
+    doc: &DocName,
+    cutoff_ms: u64,
+) -> Result<usize, StoreError> {
+    let expired: Vec<u64> = history
+        .versions(doc)
+        .await?
+        .into_iter()
+        .filter(|v| v.kind != VersionKind::Named && v.created_ms < cutoff_ms)
+        .map(|v| v.id)
+        .collect();
+    history.delete_versions(doc, &expired).await
+}
+
+/// Deletes history for governance's per-workspace retention.
+pub struct StorePruner(pub Arc<dyn DocStore>);
+
+#[async_trait::async_trait]
+impl governance::retention::HistoryPruner for StorePruner {
+    async fn prune_history(&self, workspace: &str, before_ms: u64) -> Result<u64, String> {
+        let mut swept = Swept::default();
+        let mut first = true;
+        for doc in self.0.list().await.map_err(|e| e.to_string())? {
+            if workspace_of(doc.as_str()) != workspace {
+                continue;
+            }
+            prune(&*self.0, &doc, before_ms, first, &mut swept)
+                .await
+                .map_err(|e| e.to_string())?;
+            first = false;
+        }
+        Ok(swept.total() as u64)
+    }
 }
 
 /// Expires attribution from before `cutoff_minute`, keeping authorship:
@@ -196,7 +304,7 @@ pub async fn sweep(
 /// rows deleted.
 async fn fold_attribution(
     history: &dyn HistoryStore,
-    doc: &crate::docs::DocName,
+    doc: &DocName,
     cutoff_minute: u64,
 ) -> Result<usize, StoreError> {
     let mut folded: BTreeMap<String, Bucket> = BTreeMap::new();
