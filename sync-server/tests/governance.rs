@@ -360,3 +360,78 @@ async fn the_cli_verifies_the_trail_and_names_a_removed_entry() {
         "{out}"
     );
 }
+
+/// The retention sweeper skips a workspace under a legal hold: with
+/// `--history-retention '*=named'`, an unnamed version goes everywhere
+/// except in the held workspace.
+#[tokio::test]
+async fn a_legal_hold_stops_the_history_sweep() {
+    let server = TestServer::start_with(|config| {
+        config.retention = sync_server::history::Retention::parse(&["*=named".into()]).unwrap();
+        config.retention_sweep = Duration::from_millis(200);
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let response = http
+        .patch(server.http("/api/workspaces/court/settings"))
+        .json(&serde_json::json!({ "legal_hold": { "reason": "Case 9" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    for doc in ["team/notes", "court/minutes"] {
+        let response = http
+            .post(server.http(&format!("/api/docs/{doc}/update")))
+            .body(text_update("text"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204, "{doc}");
+        let saved: Value = http
+            .post(server.http(&format!("/api/docs/{doc}/versions")))
+            .json(&serde_json::json!({ "label": "kept" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = saved["id"].as_u64().unwrap();
+        // A restore makes an unnamed version, which `named` retention
+        // deletes.
+        let response = http
+            .post(server.http(&format!("/api/docs/{doc}/versions/{id}/restore")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{doc}");
+    }
+    let kinds = |doc: &'static str| {
+        let url = server.http(&format!("/api/docs/{doc}/versions"));
+        async move {
+            let body: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+            body["versions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["kind"].as_str().unwrap().to_owned())
+                .collect::<BTreeSet<_>>()
+        }
+    };
+    let mut swept = false;
+    for _ in 0..100 {
+        if !kinds("team/notes").await.contains("restore") {
+            swept = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(swept, "the sweep never removed team's restore version");
+    assert_eq!(
+        kinds("court/minutes").await,
+        BTreeSet::from(["named".to_owned(), "restore".to_owned()]),
+        "the held workspace keeps everything"
+    );
+    server.stop().await;
+}
