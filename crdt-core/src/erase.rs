@@ -58,6 +58,9 @@ impl Document {
     /// documentation for shared types), applies the delete to this
     /// document, and returns it. `None` when nothing of `items` is visible.
     pub fn erase(&mut self, items: &IdSet) -> Result<Option<Erasure>, EraseError> {
+        if items.is_empty() {
+            return Ok(None);
+        }
         let mine = self.visible().intersect(items);
         if mine.is_empty() {
             return Ok(None);

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use crdt_core::{Document, Encoding};
 use governance::audit::AuditRef;
-use governance::compliance::{ErasureMode, ErasureOutcome, ErasurePlan};
+use governance::compliance::{DocumentErasure, ErasureMode, ErasureOutcome, ErasurePlan};
 use serde::Serialize;
 use yrs::IdSet;
 
@@ -92,11 +92,12 @@ pub enum ErasureError {
 /// the audit trail.
 pub async fn carry_out(
     state: &AppState,
-    plan: ErasurePlan,
+    mut plan: ErasurePlan,
     actor: governance::audit::Actor,
     source: governance::audit::Source,
 ) -> Result<ErasureReport, ErasureError> {
-    let user = plan.user.as_str();
+    let user = plan.user.clone();
+    let user = user.as_str();
     let identity = state.auth.store();
     let failed = |e: &dyn std::fmt::Display| ErasureError::Identity(e.to_string());
 
@@ -129,49 +130,76 @@ pub async fn carry_out(
         user: user.to_owned(),
     });
 
-    // Documents they wrote in, by mode; every other loaded document only
-    // closes their connections (and renames history in memory, unless the
-    // workspace retains it).
-    let retained: BTreeSet<&str> = plan
+    // The documents the plan names (their stored attribution names the
+    // user), then every other loaded one, by its workspace's mode: the
+    // user may be connected there, or have edited it so recently that the
+    // attribution is still in memory.
+    let mut modes: BTreeMap<String, ErasureMode> = plan
         .documents
         .iter()
-        .filter(|d| matches!(d.mode, ErasureMode::Retain { .. }))
-        .map(|d| d.workspace.as_str())
-        .chain(plan.held_workspaces.iter().map(String::as_str))
+        .map(|d| (d.workspace.clone(), d.mode.clone()))
         .collect();
-    let planned: BTreeSet<&str> = plan.documents.iter().map(|d| d.document.as_str()).collect();
+    let mut todo: Vec<(String, ErasureMode, bool)> = plan
+        .documents
+        .iter()
+        .map(|d| (d.document.clone(), d.mode.clone(), true))
+        .collect();
     for name in state.registry.loaded_names() {
-        if planned.contains(name.as_str()) {
+        if plan.documents.iter().any(|d| d.document == name.as_str()) {
             continue;
         }
-        let pseudonym = (!retained.contains(name.workspace())).then(|| plan.pseudonym.clone());
-        let request = EraseRequest {
-            user: user.to_owned(),
-            pseudonym,
-            items: None,
+        let mode = match modes.get(name.workspace()) {
+            Some(mode) => mode.clone(),
+            None => {
+                let mode = workspace_mode(state, name.workspace()).await;
+                modes.insert(name.workspace().to_owned(), mode.clone());
+                mode
+            }
         };
-        if let Err(error) = erase_in_task(state, &name, request).await {
-            tracing::warn!(doc = %name, %error, "closing an erased user's connections failed");
-        }
+        todo.push((name.as_str().to_owned(), mode, false));
     }
+    let retained: BTreeSet<&str> = modes
+        .iter()
+        .filter(|(_, mode)| matches!(mode, ErasureMode::Retain { .. }))
+        .map(|(ws, _)| ws.as_str())
+        .collect();
 
     let mut outcome = ErasureOutcome::default();
     let mut documents = BTreeMap::new();
-    for planned in &plan.documents {
-        let result = match DocName::parse(&planned.document) {
-            Ok(name) => erase_document(state, &name, &planned.mode, &plan).await,
+    let mut found = Vec::new();
+    for (document, mode, planned) in &todo {
+        let result = match DocName::parse(document) {
+            Ok(name) => erase_document(state, &name, mode, &plan, *planned).await,
             Err(error) => Err(error.to_string()),
         };
         match result {
-            Ok(done) => {
-                outcome.completed.push(planned.document.clone());
-                documents.insert(planned.document.clone(), done);
+            // A loaded document the user had not written to: nothing done
+            // but closing their connections, not worth a line.
+            Ok(None) => {}
+            Ok(Some(done)) => {
+                if !planned {
+                    found.push((document.clone(), mode.clone()));
+                }
+                outcome.completed.push(document.clone());
+                documents.insert(document.clone(), done);
             }
             Err(why) => {
-                tracing::error!(doc = %planned.document, %why, "erasure of a document failed");
-                outcome.failed.insert(planned.document.clone(), why);
+                tracing::error!(doc = %document, %why, "erasure of a document failed");
+                outcome.failed.insert(document.clone(), why);
             }
         }
+    }
+
+    // Recorded with the rest: documents found with unstored edits only.
+    for (document, mode) in found {
+        plan.documents.push(DocumentErasure {
+            workspace: workspace_of(&document).to_owned(),
+            effect: mode.effect(&plan.pseudonym),
+            document,
+            mode,
+            updates: 0,
+            bytes: 0,
+        });
     }
 
     let mut activity_renamed = 0;
@@ -234,12 +262,34 @@ async fn erase_in_task(
         .await
 }
 
+/// The erasure mode of `workspace` now: its setting, or retain under a
+/// legal hold. Settings that cannot be read count as retain (nothing is
+/// deleted on a guess).
+async fn workspace_mode(state: &AppState, workspace: &str) -> ErasureMode {
+    let store = state.guard.governance().audit().store().clone();
+    match governance::settings::read(store.as_ref(), workspace).await {
+        Ok(settings) => match settings.legal_hold {
+            Some(hold) => ErasureMode::Retain {
+                legal_basis: format!("legal hold: {}", hold.reason),
+            },
+            None => settings.erasure_mode,
+        },
+        Err(error) => ErasureMode::Retain {
+            legal_basis: format!("settings unreadable: {error}"),
+        },
+    }
+}
+
+/// Erases the user from one document. `planned`: the plan names it (the
+/// user wrote to it); a loaded document it does not name is only worked
+/// on if the user has unstored edits there, and is `None` otherwise.
 async fn erase_document(
     state: &AppState,
     name: &DocName,
     mode: &ErasureMode,
     plan: &ErasurePlan,
-) -> Result<DocumentErased, String> {
+    planned: bool,
+) -> Result<Option<DocumentErased>, String> {
     let user = plan.user.as_str();
     let text = |e: &dyn std::fmt::Display| e.to_string();
     let remove = matches!(mode, ErasureMode::Remove);
@@ -257,20 +307,24 @@ async fn erase_document(
     let task = erase_in_task(state, name, request)
         .await
         .map_err(|e| text(&e))?;
+    let wrote_here = planned || task.unstored_edits;
     let mut done = DocumentErased {
         task,
         ..DocumentErased::default()
     };
+    if !wrote_here {
+        return Ok(None);
+    }
     if retain {
-        return Ok(done);
+        return Ok(Some(done));
     }
     state
         .registry
         .request(name, |reply| Command::Compact { reply })
         .await
         .map_err(|e| format!("compaction: {e}"))?;
-    if let Some(items) = &items {
-        done.versions_rewritten = rewrite_versions(state, name, items).await?;
+    if let Some(items) = done.task.items.clone() {
+        done.versions_rewritten = rewrite_versions(state, name, &items).await?;
     }
     done.history_renamed = rename_history(state, name, user, &plan.pseudonym).await?;
     let stored = state.store.load(name).await.map_err(|e| text(&e))?;
@@ -280,7 +334,7 @@ async fn erase_document(
             entry.seq
         ));
     }
-    Ok(done)
+    Ok(Some(done))
 }
 
 /// The items `user` inserted into `name`, from stored attribution (the task

@@ -261,6 +261,41 @@ async fn a_legal_hold_keeps_content_and_attribution() {
     server.stop().await;
 }
 
+/// Edits whose attribution is still in memory (stored at the next
+/// housekeeping) are erased too, though the plan cannot name their
+/// document yet.
+#[tokio::test]
+async fn edits_not_yet_attributed_in_the_store_are_erased_too() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(data, |config| {
+        config.identity = identity();
+        config.docs.housekeeping_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let admin = signed_in("dpo", "dpo");
+    let mut alice = author(&server, "alice", "acme/draft").await;
+    let mut bob = author(&server, "bob", "acme/draft").await;
+    alice.insert("Alice's fresh words. ").await;
+    converge(&mut [&mut alice, &mut bob], "Alice's fresh words. ").await;
+    bob.insert("Bob's.").await;
+    converge(&mut [&mut alice, &mut bob], "Alice's fresh words. Bob's.").await;
+
+    let (_, plan) = call(admin.get(server.http("/api/reports/gdpr-erasure/alice"))).await;
+    assert_eq!(plan["documents"], json!([]), "nothing stored yet: {plan}");
+    let (status, done) = erase(&server, &admin, "alice").await;
+    assert_eq!(status, 200, "{done}");
+    let draft = &done["documents"]["acme/draft"];
+    assert_eq!(draft["unstored_edits"], true, "{done}");
+    assert_eq!(draft["deleted"], "Alice's fresh words. ".len(), "{done}");
+    assert_eq!(
+        done["plan"]["documents"][0]["document"], "acme/draft",
+        "recorded"
+    );
+    converge(&mut [&mut bob], "Bob's.").await;
+    bob.close().await;
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erasure_round_trip_on_postgres() {
     let backend = Backend::Postgres(TestSchema::new());

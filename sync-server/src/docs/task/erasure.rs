@@ -32,6 +32,11 @@ pub struct EraseRequest {
 /// What an erasure did to one document.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Erased {
+    /// Whether the user had edits whose attribution was not stored yet.
+    pub unstored_edits: bool,
+    /// The items looked for: the request's and those of unstored edits.
+    #[serde(skip)]
+    pub items: Option<IdSet>,
     /// Content units deleted (UTF-16 characters, elements, values).
     pub deleted: u64,
     /// The user's shared types deleted because they were left empty.
@@ -61,10 +66,13 @@ impl DocTask {
             self.remove_peer(conn, Some(reason));
             erased.connections_closed += 1;
         }
+        let unstored = self.pending_inserted_by(&request.user);
+        erased.unstored_edits = !unstored.is_empty();
         let mut items = request.items;
         if let Some(items) = &mut items {
-            items.merge_with(self.pending_inserted_by(&request.user));
+            items.merge_with(unstored);
         }
+        erased.items = items.clone();
         if let Some(pseudonym) = &request.pseudonym {
             self.rename_pending_history(&request.user, pseudonym);
         }
