@@ -15,10 +15,10 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::Client;
 use common::proxy::Proxy;
+use common::{Client, call};
 use pg::TestSchema;
-use serde_json::{Value, json};
+use serde_json::json;
 use sync_server::auth::config::{IdentityConfig, IdentityFile};
 use sync_server::config::Settings;
 use sync_server::{Config, ServerError};
@@ -343,17 +343,6 @@ fn document_token(user: &str, doc: &str) -> String {
     })
 }
 
-/// Sends a request; returns the status and the JSON body.
-async fn call(request: reqwest::RequestBuilder) -> (u16, Value) {
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
 /// The text of `doc` as `node` serves it, if it has any.
 async fn document_text(node: &Node, admin: &reqwest::Client, doc: &str) -> Option<String> {
     let (status, body) = call(admin.get(node.http(&format!("/api/docs/{doc}")))).await;
@@ -378,6 +367,22 @@ async fn wait_for_text(node: &Node, admin: &reqwest::Client, doc: &str, expected
     }
 }
 
+/// An HTTP client signed in on `node` as the break-glass owner.
+async fn break_glass_admin(node: &Node) -> reqwest::Client {
+    let admin = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let (status, body) = call(
+        admin
+            .post(node.http("/auth/break-glass"))
+            .json(&json!({ "user": "root", "password": "correct horse" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    admin
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_changes_on_one_node_reach_live_connections_on_another() {
     let schema = TestSchema::new();
@@ -387,17 +392,7 @@ async fn access_changes_on_one_node_reach_live_connections_on_another() {
     a.wait_ready(200).await;
     b.wait_ready(200).await;
 
-    let admin = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    let (status, body) = call(
-        admin
-            .post(a.http("/auth/break-glass"))
-            .json(&json!({ "user": "root", "password": "correct horse" })),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    let admin = break_glass_admin(&a).await;
     let bob = "ldap|uid=bob";
     let doc = "acme/live";
     let member = a.http(&format!("/api/workspaces/acme/members/{bob}"));
@@ -488,17 +483,7 @@ async fn a_node_that_missed_access_changes_in_a_redis_outage_rechecks_everyone()
     let b = Node::start_with(&schema, &proxied, |c| c.identity = identity()).await;
     a.wait_ready(200).await;
     b.wait_ready(200).await;
-    let admin = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    let (status, body) = call(
-        admin
-            .post(a.http("/auth/break-glass"))
-            .json(&json!({ "user": "root", "password": "correct horse" })),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    let admin = break_glass_admin(&a).await;
     let carol = "ldap|uid=carol";
     let doc = "acme/outage";
     let member = a.http(&format!("/api/workspaces/acme/members/{carol}"));

@@ -12,51 +12,22 @@
 #[path = "../fuzz/src/harness.rs"]
 mod harness;
 
-use std::fs;
-use std::panic::catch_unwind;
+#[path = "../../crdt-core/tests/support/replay.rs"]
+mod replay_support;
+
 use std::path::{Path, PathBuf};
 
 fn regressions() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions")
 }
 
-/// The inputs kept for `target`, by name.
-fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = regressions().join(target);
-    let mut inputs: Vec<_> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            // Anything else in the directory would silently never run.
-            let name = name
-                .strip_suffix(".bin")
-                .unwrap_or_else(|| panic!("{}: not a .bin input", path.display()))
-                .to_owned();
-            (name, fs::read(&path).unwrap())
-        })
-        .collect();
-    inputs.sort();
-    inputs
-}
-
 fn replay(target: &str) {
-    let inputs = inputs(target);
+    let inputs = replay_support::inputs(&regressions(), target);
     assert!(
         inputs.iter().any(|(name, _)| name.starts_with("valid-")),
         "no valid input kept for {target}"
     );
-    let mut failures = Vec::new();
-    for (name, bytes) in &inputs {
-        let expect_ok = name.starts_with("valid-");
-        match catch_unwind(|| harness::run(target, bytes)) {
-            Err(_) => failures.push(format!("{name}: panicked (see above)")),
-            Ok(Ok(())) if !expect_ok => failures.push(format!("{name}: accepted")),
-            Ok(Err(e)) if expect_ok => failures.push(format!("{name}: refused: {e}")),
-            Ok(_) => {}
-        }
-    }
-    assert!(failures.is_empty(), "{target}:\n{}", failures.join("\n"));
+    replay_support::check(target, &inputs, |bytes| harness::run(target, bytes));
 }
 
 #[test]
@@ -78,11 +49,7 @@ fn doc_name() {
 /// replayed; a directory without a target would fail to run.
 #[test]
 fn every_target_has_inputs_and_every_input_a_target() {
-    let mut dirs: Vec<String> = fs::read_dir(regressions())
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    dirs.sort();
+    let dirs = replay_support::directories(&regressions());
     let mut targets = harness::TARGETS.map(str::to_owned).to_vec();
     targets.sort();
     assert_eq!(dirs, targets);

@@ -18,7 +18,7 @@ use argon2::password_hash::SaltString;
 
 use std::sync::Arc;
 
-use common::{Client, TestServer, open_store};
+use common::{Client, TestServer, call, open_store};
 use pg::TestSchema;
 use serde_json::{Value, json};
 use sync_server::auth::AuthMethod;
@@ -126,14 +126,6 @@ impl Backend {
             Backend::Postgres(schema) => schema.open().await,
         }
     }
-}
-
-async fn call(request: reqwest::RequestBuilder) -> (u16, Value) {
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, body)
 }
 
 /// Asks `as_who` to erase Alice, confirming with `confirm`.

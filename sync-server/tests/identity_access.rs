@@ -10,7 +10,7 @@ mod slapd;
 
 use std::time::Duration;
 
-use common::{Client, TestServer, error_of};
+use common::{Client, TestServer, call, error_of};
 use serde_json::{Value, json};
 use slapd::Slapd;
 use sync_server::auth::config::{IdentityConfig, IdentityFile};
@@ -75,17 +75,6 @@ async fn sign_in(server: &TestServer, user: &str, password: &str) -> (reqwest::C
     assert_eq!(response.status(), 200, "sign-in of {user}");
     let me: Value = response.json().await.unwrap();
     (browser, me)
-}
-
-/// Sends a request; returns the status and the JSON body.
-async fn call(request: reqwest::RequestBuilder) -> (u16, Value) {
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
 }
 
 /// A document token for `doc` from a signed-in browser.

@@ -6,8 +6,8 @@ mod common;
 
 use argon2::PasswordHasher;
 use argon2::password_hash::SaltString;
-use common::TestServer;
-use serde_json::{Value, json};
+use common::{TestServer, call};
+use serde_json::json;
 use sync_server::auth::config::{IdentityConfig, IdentityFile};
 
 async fn server(break_glass: bool) -> TestServer {
@@ -25,16 +25,6 @@ async fn server(break_glass: bool) -> TestServer {
     let file: IdentityFile = toml::from_str(&text).unwrap();
     let identity = IdentityConfig::resolve(Some(file), None, None).unwrap();
     TestServer::start_with(move |config| config.identity = identity).await
-}
-
-async fn call(request: reqwest::RequestBuilder) -> (u16, Value) {
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
 }
 
 #[tokio::test]

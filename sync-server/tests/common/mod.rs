@@ -119,6 +119,16 @@ impl TestServer {
     }
 }
 
+/// Sends a request; returns the status and the body as JSON (a string
+/// when it is not JSON).
+pub async fn call(request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, body)
+}
+
 pub fn open_store(path: &Path, config: &Config) -> Arc<dyn DocStore> {
     SledStore::open(SledConfig {
         path: path.to_owned(),
